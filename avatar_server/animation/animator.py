@@ -1,0 +1,54 @@
+"""The embedded animator: speech -> animation track (always) and a portrait video (when asked)."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from avatar_server.animation.landmarks import detect
+from avatar_server.animation.portrait import PortraitRenderer
+from avatar_server.animation.track import Track, track_from_audio, track_from_phonemes
+from avatar_server.engines.tts.base import Speech
+from avatar_server.media.video import encode_mp4
+from avatar_server.personas import Avatar
+
+TRACK_FPS = 30.0
+
+
+@dataclass(frozen=True)
+class Animation:
+    track: Track
+    video_mp4: bytes | None
+
+
+class PortraitAnimator:
+    """Phoneme timings (or the audio alone) drive visemes/blendshapes and a 2D portrait warp."""
+
+    name = "portrait"
+
+    def __init__(self, avatars: dict[str, Avatar], *, video_fps: int, video_size: int) -> None:
+        import cv2
+
+        self.video_fps = video_fps
+        self._renderers: dict[str, PortraitRenderer] = {}
+        for avatar in avatars.values():
+            bgr = cv2.imread(str(avatar.portrait.path))
+            if bgr is None:
+                raise FileNotFoundError(f"avatar {avatar.id}: cannot read portrait {avatar.portrait.path}")
+            marks = avatar.portrait.landmarks or detect(bgr)
+            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            self._renderers[avatar.id] = PortraitRenderer(rgb, marks, video_size)
+
+    def animate(self, avatar_id: str, speech: Speech, text: str, *, want_video: bool) -> Animation:
+        seed = int.from_bytes(hashlib.blake2b(text.encode(), digest_size=4).digest(), "little")
+        if speech.phonemes:
+            track = track_from_phonemes(speech.phonemes, speech.duration, TRACK_FPS, seed=seed)
+        else:
+            track = track_from_audio(speech.samples, speech.sample_rate, TRACK_FPS, seed=seed)
+        video = None
+        if want_video:
+            frames = self._renderers[avatar_id].frames(track, self.video_fps)
+            video = encode_mp4(frames, self.video_fps, speech.samples.astype(np.float32), speech.sample_rate)
+        return Animation(track=track, video_mp4=video)

@@ -1,0 +1,32 @@
+"""Chat-model interface."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from collections.abc import Iterator
+from typing import Literal, Protocol
+
+Role = Literal["system", "user", "assistant"]
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True)
+class LlmCapabilities:
+    streaming: bool
+    model: str
+
+
+class ChatModel(Protocol):
+    """Answers a conversation. Synchronous; the pipeline runs it off the event loop."""
+
+    name: str
+    capabilities: LlmCapabilities
+
+    def stream(self, messages: list[ChatMessage], *, max_tokens: int, temperature: float) -> Iterator[str]:
+        """The assistant's next message as text deltas. Closing the iterator stops generation."""
+        ...

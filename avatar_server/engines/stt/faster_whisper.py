@@ -1,0 +1,99 @@
+"""faster-whisper (CTranslate2 Whisper): the embedded CPU engine and the CUDA backend alike."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import numpy.typing as npt
+
+from avatar_server.engines.stt.base import SttCapabilities, Transcript
+
+
+class FasterWhisperSTT:
+    """Whisper through faster-whisper. `model` is a folder or a size name the library knows."""
+
+    name = "faster-whisper"
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        device: str = "cpu",
+        compute_type: str = "int8",
+        cpu_threads: int = 2,
+        beam_size: int = 1,
+        model_label: str | None = None,
+    ) -> None:
+        from faster_whisper import WhisperModel
+        from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+        self._model = WhisperModel(
+            model, device=device, compute_type=compute_type, cpu_threads=cpu_threads, local_files_only=True
+        )
+        self._beam_size = beam_size
+        self._window = self._model.feature_extractor.n_samples  # 30 s at 16 kHz
+        self._lock = threading.Lock()  # one decode at a time: the cores are the limit anyway
+        self.capabilities = SttCapabilities(
+            streaming=False,
+            sample_rate=16000,
+            languages=tuple(sorted(_LANGUAGE_CODES)),
+            model=model_label or str(model),
+        )
+
+    def transcribe(self, samples: npt.NDArray[np.float32], *, language: str | None) -> Transcript:
+        with self._lock:
+            if len(samples) <= self._window:
+                return self._transcribe_window(samples, language)
+            return self._transcribe_long(samples, language)
+
+    def _transcribe_window(self, samples: npt.NDArray[np.float32], language: str | None) -> Transcript:
+        """One 30 s window, encoded ONCE for both language detection and decoding.
+
+        faster-whisper's transcribe() runs the encoder twice when it must also detect the language
+        (about 1 s each on 2 cores for Whisper base); a spoken turn is almost always one window.
+        """
+        from faster_whisper.audio import pad_or_trim
+        from faster_whisper.tokenizer import Tokenizer
+        from faster_whisper.transcribe import get_suppressed_tokens
+
+        model = self._model
+        features = model.feature_extractor(samples)
+        encoder_output = model.encode(pad_or_trim(features[:, : model.feature_extractor.nb_max_frames]))
+        probability = 1.0
+        if language is None:
+            token, probability = model.model.detect_language(encoder_output)[0][0]
+            language = token[2:-2]
+        tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language=language)
+        prompt = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
+        result = model.model.generate(
+            encoder_output,
+            [prompt],
+            beam_size=self._beam_size,
+            max_length=model.max_length,
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=True,
+            suppress_tokens=get_suppressed_tokens(tokenizer, [-1]),
+        )[0]
+        tokens = [t for t in result.sequences_ids[0] if t < tokenizer.eot]
+        text = tokenizer.decode(tokens).strip()
+        avg_logprob = result.scores[0] / max(1, len(tokens) + 1)
+        # Whisper's own silence rule: likely no speech and an unsure decode means nothing was said.
+        if result.no_speech_prob > 0.6 and avg_logprob < -1.0:
+            text = ""
+        return Transcript(text=text, language=language, language_probability=float(probability))
+
+    def _transcribe_long(self, samples: npt.NDArray[np.float32], language: str | None) -> Transcript:
+        segments, info = self._model.transcribe(
+            samples,
+            language=language or None,
+            beam_size=self._beam_size,
+            # One fixed temperature: the fallback ladder made short clips take 11-17 s instead of 1.7 s.
+            temperature=0.0,
+            condition_on_previous_text=False,
+            without_timestamps=True,
+            vad_filter=False,
+        )
+        text = " ".join(seg.text.strip() for seg in segments).strip()
+        return Transcript(text=text, language=info.language, language_probability=info.language_probability)

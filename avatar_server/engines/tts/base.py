@@ -1,0 +1,67 @@
+"""Text-to-speech interface."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+
+@dataclass(frozen=True)
+class PhonemeTiming:
+    """One phoneme (IPA) on the audio clock."""
+
+    phoneme: str
+    start: float
+    end: float
+
+
+@dataclass(frozen=True)
+class Speech:
+    """Synthesized mono audio and, when the engine knows them, phoneme timings."""
+
+    samples: npt.NDArray[np.float32]
+    sample_rate: int
+    phonemes: list[PhonemeTiming] | None = None
+
+    @property
+    def duration(self) -> float:
+        return len(self.samples) / self.sample_rate
+
+
+@dataclass(frozen=True)
+class VoiceSpec:
+    """A voice an engine offers."""
+
+    id: str
+    languages: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TtsCapabilities:
+    """What an engine can do; data, so callers never type-check a backend."""
+
+    phoneme_timings: bool
+    voices: tuple[VoiceSpec, ...] = field(default_factory=tuple)
+
+    def speaks(self, language: str) -> bool:
+        return any(language_matches(language, lang) for v in self.voices for lang in v.languages)
+
+
+def language_matches(wanted: str, offered: str) -> bool:
+    """True when a BCP-47 tag `offered` covers `wanted` ("en" covers "en-us" and the reverse)."""
+    w, o = wanted.lower().split("-")[0], offered.lower().split("-")[0]
+    return w == o
+
+
+class TextToSpeech(Protocol):
+    """Speaks text. Implementations are synchronous; the pipeline runs them off the event loop."""
+
+    name: str
+    capabilities: TtsCapabilities
+
+    def synthesize(self, text: str, *, voice: str, language: str) -> Speech:
+        """Speak `text` with `voice` (an id from capabilities) in `language`."""
+        ...

@@ -1,0 +1,45 @@
+"""One error family for the whole service, mapped once per transport (gRPC status, HTTP code)."""
+
+from __future__ import annotations
+
+import enum
+
+
+class ErrorCode(enum.Enum):
+    """Transport-neutral error kinds; names follow gRPC status codes."""
+
+    INVALID_ARGUMENT = "INVALID_ARGUMENT"
+    RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
+    NOT_FOUND = "NOT_FOUND"
+    UNAVAILABLE = "UNAVAILABLE"
+    INTERNAL = "INTERNAL"
+
+
+class AvatarError(Exception):
+    """An error with a code and a message meant for a person."""
+
+    code: ErrorCode = ErrorCode.INTERNAL
+
+    def __init__(self, message: str, code: ErrorCode | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+
+
+class InvalidInput(AvatarError):
+    """The request cannot be served as sent."""
+
+    code = ErrorCode.INVALID_ARGUMENT
+
+
+class TooLarge(AvatarError):
+    """The request is over a configured cap."""
+
+    code = ErrorCode.RESOURCE_EXHAUSTED
+
+
+class EngineFailure(AvatarError):
+    """An engine failed while serving a valid request."""
+
+    code = ErrorCode.INTERNAL

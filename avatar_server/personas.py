@@ -1,0 +1,82 @@
+"""Avatars: persona (name, style, facts), voice and portrait, one readable YAML file each."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from avatar_server.animation.landmarks import Landmarks
+from avatar_server.models import package_dir
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Portrait:
+    path: Path
+    landmarks: Landmarks | None
+
+
+@dataclass(frozen=True)
+class Avatar:
+    id: str
+    name: str
+    description: str
+    language: str
+    voice: str
+    style: str
+    facts: tuple[str, ...]
+    portrait: Portrait
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def system_prompt(self, reply_language: str) -> str:
+        """The persona as a system prompt; a small model invents facts, so the true ones are given."""
+        facts = "\n".join(f"- {f}" for f in self.facts)
+        lang = "" if reply_language.startswith("en") else f" Always answer in the language '{reply_language}'."
+        return (
+            f"You are {self.name}. {self.description} {self.style}{lang}\n"
+            f"Facts about you (use only these when talking about yourself):\n{facts}"
+        )
+
+
+class AvatarConfigError(ValueError):
+    """An avatar file is malformed."""
+
+
+def load_avatar(path: Path) -> Avatar:
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    try:
+        portrait_cfg = raw["portrait"]
+        if "package" in portrait_cfg:
+            image = package_dir(portrait_cfg["package"]) / portrait_cfg["path"]
+        else:
+            image = (path.parent / portrait_cfg["path"]).resolve()
+        marks = portrait_cfg.get("landmarks")
+        return Avatar(
+            id=str(raw["id"]),
+            name=str(raw["name"]),
+            description=str(raw.get("description", "")),
+            language=str(raw.get("language", "en")),
+            voice=str(raw.get("voice", "")),
+            style=str(raw.get("style", "")),
+            facts=tuple(str(f) for f in raw.get("facts", [])),
+            portrait=Portrait(path=image, landmarks=Landmarks.from_dict(marks) if marks else None),
+        )
+    except (KeyError, TypeError) as exc:
+        raise AvatarConfigError(f"{path}: missing or malformed field {exc}") from exc
+
+
+def load_avatars(folder: Path) -> dict[str, Avatar]:
+    avatars = {}
+    for path in sorted(folder.glob("*.yaml")):
+        avatar = load_avatar(path)
+        if avatar.id in avatars:
+            raise AvatarConfigError(f"{path}: avatar id {avatar.id!r} is used twice")
+        avatars[avatar.id] = avatar
+    if not avatars:
+        raise AvatarConfigError(f"no avatar files (*.yaml) in {folder}")
+    return avatars

@@ -1,0 +1,103 @@
+"""Service settings: environment (AVATAR_ prefix), optionally a YAML/TOML file, then defaults."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+    YamlConfigSettingsSource,
+)
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+class Settings(BaseSettings):
+    """Everything an operator can set. Environment variables win over the config file."""
+
+    model_config = SettingsConfigDict(env_prefix="AVATAR_", extra="forbid")
+
+    config_file: Path | None = Field(default=None, description="YAML or TOML file with these settings")
+    host: str = "127.0.0.1"
+    port: int = 50051
+    grace_seconds: float = 5.0
+
+    # Engines, chosen by name.
+    stt_engine: str = "faster-whisper"
+    llm_engine: str = "llama-cpp"
+    tts_engine: str = "piper"
+    fallback_tts_engine: str = "espeak"
+    animator: str = "portrait"
+
+    # Model files. Bundled models are assembled under models_dir on first start.
+    models_dir: Path = Path.home() / ".cache" / "talking-avatar" / "models"
+    whisper_model: str = "base"
+    whisper_device: str = "cpu"
+    whisper_compute_type: str = "int8"
+    whisper_beam_size: int = 1
+    llm_model_path: Path | None = None
+    llm_context_tokens: int = 2048
+    llm_max_tokens: int = 60
+    llm_temperature: float = 0.3
+    threads: int = 2
+
+    # Avatars (persona files) and defaults.
+    avatars_dir: Path = PACKAGE_DIR / "avatars"
+    default_avatar: str = "grace"
+
+    # Reply shaping and memory.
+    reply_max_sentences: int = 2
+    reply_max_chars: int = 160
+    memory_turns: int = 6
+    memory_ttl_seconds: float = 1800.0
+    memory_max_sessions: int = 1000
+
+    # Input caps.
+    max_audio_bytes: int = 25 * 1024 * 1024
+    max_audio_seconds: float = 120.0
+    max_text_chars: int = 2000
+
+    # Video.
+    video_fps: int = 25
+    video_size: int = 384
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = _config_path(init_settings, env_settings)
+        if path is not None:
+            if path.suffix == ".toml":
+                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+            else:
+                sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
+        return tuple(sources)
+
+
+def _config_path(*sources: PydanticBaseSettingsSource) -> Path | None:
+    for source in sources:
+        value: Any = source().get("config_file")
+        if value:
+            path = Path(value)
+            if not path.is_file():
+                raise FileNotFoundError(f"config file {path} does not exist")
+            return path
+    return None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings."""
+    return Settings()

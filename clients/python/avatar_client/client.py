@@ -1,0 +1,127 @@
+"""Sync and async clients for avatar.v1.AvatarService."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from types import TracebackType
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from avatar.v1 import avatar_pb2 as pb
+from avatar.v1 import avatar_pb2_grpc as pb_grpc
+
+SERVICE = "avatar.v1.AvatarService"
+_MAX_MESSAGE = 64 * 1024 * 1024
+_OPTIONS = [("grpc.max_receive_message_length", _MAX_MESSAGE), ("grpc.max_send_message_length", _MAX_MESSAGE)]
+_MIME_BY_SUFFIX = {".wav": "audio/wav", ".webm": "audio/webm", ".ogg": "audio/ogg", ".opus": "audio/ogg"}
+
+
+def mime_type_for(path: Path, pcm_rate: int | None = None) -> str:
+    """The mime type to send for an audio file (raw .pcm needs its rate)."""
+    if path.suffix.lower() in (".pcm", ".raw"):
+        if not pcm_rate:
+            raise ValueError("raw PCM needs a sample rate")
+        return f"audio/pcm;rate={pcm_rate}"
+    try:
+        return _MIME_BY_SUFFIX[path.suffix.lower()]
+    except KeyError:
+        raise ValueError(f"unknown audio file type {path.suffix!r}; use .wav, .webm, .ogg or .pcm") from None
+
+
+def build_request(
+    *,
+    text: str | None = None,
+    audio: bytes | None = None,
+    mime_type: str = "audio/wav",
+    session_id: str = "",
+    avatar_id: str = "",
+    language: str = "",
+    voice: str = "",
+    want_audio: bool = True,
+    want_video: bool = True,
+    want_animation: bool = True,
+) -> pb.InteractRequest:
+    if (text is None) == (audio is None):
+        raise ValueError("give exactly one of text and audio")
+    req = pb.InteractRequest(
+        session_id=session_id,
+        avatar_id=avatar_id,
+        language=language,
+        voice=voice,
+        outputs=pb.OutputOptions(audio=want_audio, video=want_video, animation=want_animation),
+    )
+    if text is not None:
+        req.text = text
+    else:
+        req.audio.CopyFrom(pb.AudioInput(data=audio, mime_type=mime_type))
+    return req
+
+
+class AvatarClient:
+    """Blocking client. `with AvatarClient("127.0.0.1:50051") as c: c.interact(text="Hi")`."""
+
+    def __init__(self, target: str = "127.0.0.1:50051", *, channel: grpc.Channel | None = None) -> None:
+        self._channel = channel or grpc.insecure_channel(target, options=_OPTIONS)
+        self._stub = pb_grpc.AvatarServiceStub(self._channel)
+        self._health = health_pb2_grpc.HealthStub(self._channel)
+
+    def interact(self, *, timeout: float | None = 120.0, **kwargs: object) -> pb.InteractResponse:
+        """One turn; keyword arguments as `build_request`. Raises grpc.RpcError on failure."""
+        response: pb.InteractResponse = self._stub.Interact(build_request(**kwargs), timeout=timeout)  # type: ignore[arg-type]
+        return response
+
+    def capabilities(self, *, timeout: float | None = 10.0) -> pb.GetCapabilitiesResponse:
+        result: pb.GetCapabilitiesResponse = self._stub.GetCapabilities(pb.GetCapabilitiesRequest(), timeout=timeout)
+        return result
+
+    def wait_until_serving(self, timeout: float = 120.0) -> None:
+        """Block until the health service says SERVING (engines loaded)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                status = self._health.Check(health_pb2.HealthCheckRequest(service=SERVICE), timeout=2.0).status
+                if status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the avatar server was not SERVING within {timeout:.0f} s")
+            time.sleep(0.2)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> AvatarClient:
+        return self
+
+    def __exit__(self, *exc: tuple[type[BaseException] | None, BaseException | None, TracebackType | None]) -> None:
+        self.close()
+
+
+class AsyncAvatarClient:
+    """asyncio client. `async with AsyncAvatarClient(target) as c: await c.interact(text="Hi")`."""
+
+    def __init__(self, target: str = "127.0.0.1:50051") -> None:
+        self._channel = grpc.aio.insecure_channel(target, options=_OPTIONS)
+        self._stub = pb_grpc.AvatarServiceStub(self._channel)
+
+    async def interact(self, *, timeout: float | None = 120.0, **kwargs: object) -> pb.InteractResponse:
+        response: pb.InteractResponse = await self._stub.Interact(build_request(**kwargs), timeout=timeout)  # type: ignore[arg-type]
+        return response
+
+    async def capabilities(self, *, timeout: float | None = 10.0) -> pb.GetCapabilitiesResponse:
+        result: pb.GetCapabilitiesResponse = await self._stub.GetCapabilities(
+            pb.GetCapabilitiesRequest(), timeout=timeout
+        )
+        return result
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def __aenter__(self) -> AsyncAvatarClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
