@@ -67,7 +67,7 @@ lint: setup lint-proto
 
 $(ARCTIC_WAV):
 	@mkdir -p $(dir $@)
-	@tmp=$$(mktemp -d); $(BIN)/python -m pip download -q --no-deps --no-binary :all: -d $$tmp pysptk==1.0.1 && \
+	@tmp=$$(mktemp -d); $(BIN)/python -m pip download -q --no-deps -d $$tmp pysptk==1.0.1 && \
 	tar -xzf $$tmp/pysptk-1.0.1.tar.gz -C $$tmp pysptk-1.0.1/pysptk/example_audio_data/arctic_a0007.wav && \
 	echo "$(ARCTIC_SHA256)  $$tmp/pysptk-1.0.1/pysptk/example_audio_data/arctic_a0007.wav" | sha256sum -c --quiet && \
 	cp $$tmp/pysptk-1.0.1/pysptk/example_audio_data/arctic_a0007.wav $@; rm -rf $$tmp; test -f $@

@@ -157,20 +157,15 @@ class Pipeline:
                 audio_out = MediaFile(encode_wav(speech.samples, speech.sample_rate), "audio/wav", speech.duration)
             timings.tts = time.perf_counter() - t0
 
-            t0 = time.perf_counter()
             if outputs.video or outputs.animation:
+                t0 = time.perf_counter()
                 animation = await self._run(
                     "animation", self.engines.animator.animate, avatar.id, speech, reply, want_video=outputs.video
                 )
                 track = animation.track if outputs.animation else None
                 if animation.video_mp4 is not None:
-                    n = len(animation.track.weights)
-                    video_out = MediaFile(
-                        animation.video_mp4,
-                        "video/mp4",
-                        round(n * self.engines.animator.video_fps / animation.track.fps) / self.engines.animator.video_fps,
-                    )
-            timings.animation = time.perf_counter() - t0
+                    video_out = MediaFile(animation.video_mp4, "video/mp4", animation.video_seconds)
+                timings.animation = time.perf_counter() - t0
 
         self.memory.add(session_id, Exchange(user=user_text, assistant=reply))
         timings.total = time.perf_counter() - started

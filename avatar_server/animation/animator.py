@@ -9,7 +9,7 @@ import numpy as np
 
 from avatar_server.animation.landmarks import detect
 from avatar_server.animation.portrait import PortraitRenderer
-from avatar_server.animation.track import Track, track_from_audio, track_from_phonemes
+from avatar_server.animation.track import Track, frame_count, track_from_audio, track_from_phonemes
 from avatar_server.engines.tts.base import Speech
 from avatar_server.media.video import encode_mp4
 from avatar_server.personas import Avatar
@@ -21,6 +21,7 @@ TRACK_FPS = 30.0
 class Animation:
     track: Track
     video_mp4: bytes | None
+    video_seconds: float = 0.0
 
 
 class PortraitAnimator:
@@ -49,6 +50,7 @@ class PortraitAnimator:
             track = track_from_audio(speech.samples, speech.sample_rate, TRACK_FPS, seed=seed)
         video = None
         if want_video:
-            frames = self._renderers[avatar_id].frames(track, self.video_fps)
+            frames = self._renderers[avatar_id].frames(track, self.video_fps, speech.duration)
             video = encode_mp4(frames, self.video_fps, speech.samples.astype(np.float32), speech.sample_rate)
-        return Animation(track=track, video_mp4=video)
+        video_seconds = frame_count(speech.duration, self.video_fps) / self.video_fps if video else 0.0
+        return Animation(track=track, video_mp4=video, video_seconds=video_seconds)

@@ -9,7 +9,7 @@ import numpy as np
 import numpy.typing as npt
 
 from avatar_server.animation.landmarks import Landmarks
-from avatar_server.animation.track import Track
+from avatar_server.animation.track import Track, frame_count
 
 Image = npt.NDArray[np.uint8]
 
@@ -150,10 +150,9 @@ class PortraitRenderer:
         region = frame[y0:y1, x0:x1].astype(np.float32)
         frame[y0:y1, x0:x1] = (region * (1 - mask_f) + self._lid_colour * mask_f).astype(np.uint8)
 
-    def frames(self, track: Track, fps: float) -> Iterator[Image]:
-        """Frames at `fps` for a track (resampled by nearest frame when rates differ)."""
-        n = max(1, int(round(len(track.weights) * fps / track.fps)))
+    def frames(self, track: Track, fps: float, duration: float) -> Iterator[Image]:
+        """The frames at `fps` that cover `duration` seconds; frame k shows the track at k / fps."""
         names = track.names
-        for k in range(n):
-            row = track.weights[min(len(track.weights) - 1, int(k * track.fps / fps))]
+        for k in range(frame_count(duration, fps)):
+            row = track.weights[min(len(track.weights) - 1, int(k * track.fps / fps + 1e-6))]
             yield self.render(dict(zip(names, row.tolist(), strict=True)))
