@@ -12,7 +12,7 @@ SYSTEM_PACKAGES := espeak-ng flite alsa-utils
 ARCTIC_WAV := tests/.data/arctic_a0007.wav
 ARCTIC_SHA256 := 1b850392f8c87ee2efe5a686523f1bab61d2a38d59bc43d1127e17e406f9e57d
 
-.PHONY: help setup run test generate check-generated lint lint-proto bench clean
+.PHONY: help setup run test generate check-generated lint lint-proto lint-python bench clean
 
 help:
 	@echo "make run    - set up, then start the avatar server on the embedded engines"
@@ -60,10 +60,12 @@ lint-proto: $(STAMPS)/node
 	node_modules/.bin/buf lint
 	@echo "buf lint (STANDARD): ok"
 
-lint: setup lint-proto
+lint-python: $(STAMPS)/python
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy avatar_server clients/python
+
+lint: lint-proto lint-python
 
 $(ARCTIC_WAV):
 	@mkdir -p $(dir $@)
@@ -73,7 +75,7 @@ $(ARCTIC_WAV):
 	cp $$tmp/pysptk-1.0.1/pysptk/example_audio_data/arctic_a0007.wav $@; rm -rf $$tmp; test -f $@
 
 test: setup $(ARCTIC_WAV)
-	$(MAKE) --no-print-directory lint-proto check-generated
+	$(MAKE) --no-print-directory lint-proto lint-python check-generated
 	$(BIN)/python -m pytest
 
 bench: setup

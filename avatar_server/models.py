@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import logging
 import os
 import shutil
 import tempfile
-import importlib.util
 from pathlib import Path
 
 log = logging.getLogger(__name__)

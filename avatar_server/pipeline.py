@@ -11,8 +11,7 @@ from dataclasses import dataclass
 
 from avatar_server.animation.animator import PortraitAnimator
 from avatar_server.domain import MediaFile, Timings, TurnRequest, TurnResult
-from avatar_server.engines.llm.base import ChatModel
-from avatar_server.engines.llm.base import ChatMessage
+from avatar_server.engines.llm.base import ChatMessage, ChatModel
 from avatar_server.engines.llm.reply import build_messages, collect_reply
 from avatar_server.engines.stt.base import SpeechToText
 from avatar_server.engines.tts.base import Speech, TextToSpeech, language_matches
@@ -60,8 +59,9 @@ class Pipeline:
         avatar = self.avatars[self.settings.default_avatar]
         engine, voice = self._pick_voice(avatar.voice, avatar.language)
         speech = engine.synthesize("Hello, I am ready.", voice=voice, language=avatar.language)
-        e.stt.transcribe(decode_audio(encode_wav(speech.samples, speech.sample_rate), "audio/wav", max_seconds=10),
-                         language=None)
+        e.stt.transcribe(
+            decode_audio(encode_wav(speech.samples, speech.sample_rate), "audio/wav", max_seconds=10), language=None
+        )
         for _ in e.llm.stream([ChatMessage("user", "Hi")], max_tokens=2, temperature=0.0):
             pass
         e.animator.animate(avatar.id, speech, "warm-up", want_video=True)
@@ -171,8 +171,16 @@ class Pipeline:
         timings.total = time.perf_counter() - started
         log.info(
             "turn %s session=%s avatar=%s lang=%s input=%s stt=%.3fs llm=%.3fs tts=%.3fs animation=%.3fs total=%.3fs",
-            turn_id, session_id, avatar.id, language, "audio" if req.audio else "text",
-            timings.stt, timings.llm, timings.tts, timings.animation, timings.total,
+            turn_id,
+            session_id,
+            avatar.id,
+            language,
+            "audio" if req.audio else "text",
+            timings.stt,
+            timings.llm,
+            timings.tts,
+            timings.animation,
+            timings.total,
         )
         return TurnResult(
             session_id=session_id,

@@ -8,11 +8,11 @@ import signal
 import time
 
 import grpc
+from avatar.v1 import avatar_pb2 as pb
+from avatar.v1 import avatar_pb2_grpc as pb_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from avatar.v1 import avatar_pb2 as pb
-from avatar.v1 import avatar_pb2_grpc as pb_grpc
 from avatar_server.animation.animator import PortraitAnimator
 from avatar_server.engines import factory
 from avatar_server.personas import load_avatars

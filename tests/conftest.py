@@ -121,7 +121,9 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Clip]:
     out["flite"] = Clip("flite", folder / "flite.wav", text, "flite (synthetic, 8 kHz)")
     arctic = DATA / "arctic_a0007.wav"
     assert arctic.is_file(), f"{arctic} comes from `make test` (pysptk sdist); run it first"
-    out["arctic"] = Clip("arctic", arctic, "And you always want to see it in the superlative degree.", "CMU ARCTIC (human)")
+    out["arctic"] = Clip(
+        "arctic", arctic, "And you always want to see it in the superlative degree.", "CMU ARCTIC (human)"
+    )
     alsa = Path("/usr/share/sounds/alsa/Front_Center.wav")
     assert alsa.is_file(), "alsa-utils voice prompts come from `make test` (apt-get)"
     out["alsa"] = Clip("alsa", alsa, "Front center", "ALSA voice prompt (human, 48 kHz)")

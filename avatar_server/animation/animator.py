@@ -38,8 +38,9 @@ class PortraitAnimator:
             bgr = cv2.imread(str(avatar.portrait.path))
             if bgr is None:
                 raise FileNotFoundError(f"avatar {avatar.id}: cannot read portrait {avatar.portrait.path}")
-            marks = avatar.portrait.landmarks or detect(bgr)
-            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            image = np.asarray(bgr, dtype=np.uint8)
+            marks = avatar.portrait.landmarks or detect(image)
+            rgb = np.asarray(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), dtype=np.uint8)
             self._renderers[avatar.id] = PortraitRenderer(rgb, marks, video_size)
 
     def animate(self, avatar_id: str, speech: Speech, text: str, *, want_video: bool) -> Animation:

@@ -28,18 +28,22 @@ class Landmarks:
 
     @classmethod
     def from_dict(cls, d: dict[str, object]) -> Landmarks:
-        def pair(v: object) -> tuple[int, int]:
-            a, b = v  # type: ignore[misc]
-            return int(a), int(b)
+        def ints(v: object) -> list[int]:
+            assert isinstance(v, list | tuple)
+            return [int(x) for x in v]
 
-        fx, fy, fw, fh = d["face"]  # type: ignore[misc]
+        def pair(v: object) -> tuple[int, int]:
+            a, b = ints(v)
+            return a, b
+
+        fx, fy, fw, fh = ints(d["face"])
         return cls(
-            face=(int(fx), int(fy), int(fw), int(fh)),
+            face=(fx, fy, fw, fh),
             left_eye=pair(d["left_eye"]),
             right_eye=pair(d["right_eye"]),
-            eye_width=int(d["eye_width"]),  # type: ignore[call-overload]
+            eye_width=int(str(d["eye_width"])),
             mouth=pair(d["mouth"]),
-            mouth_width=int(d["mouth_width"]),  # type: ignore[call-overload]
+            mouth_width=int(str(d["mouth_width"])),
         )
 
 
@@ -47,15 +51,16 @@ def detect(image_bgr: npt.NDArray[np.uint8]) -> Landmarks:
     """The largest face; eyes and mouth from cascades, else from typical face proportions."""
     import cv2
 
+    _CASCADES = str(cv2.data.haarcascades)  # type: ignore[attr-defined]
     gray = cv2.equalizeHist(cv2.cvtColor(image_bgr, cv2.COLOR_BGR2GRAY))
-    cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
+    cascade = cv2.CascadeClassifier(_CASCADES + "haarcascade_frontalface_default.xml")
     faces = cascade.detectMultiScale(gray, 1.1, 5, minSize=(60, 60))
     if len(faces) == 0:
         raise ValueError("no face found in the portrait")
     x, y, w, h = (int(v) for v in max(faces, key=lambda f: f[2] * f[3]))
     # Typical proportions of a frontal face box from this cascade.
     left_eye, right_eye = (x + int(0.31 * w), y + int(0.40 * h)), (x + int(0.69 * w), y + int(0.40 * h))
-    eye_cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_eye_tree_eyeglasses.xml")
+    eye_cascade = cv2.CascadeClassifier(_CASCADES + "haarcascade_eye_tree_eyeglasses.xml")
     eyes = eye_cascade.detectMultiScale(gray[y : y + h // 2, x : x + w], 1.05, 4, minSize=(w // 10, w // 10))
     centres = sorted((x + ex + ew // 2, y + ey + eh // 2) for ex, ey, ew, eh in eyes)
     left = [c for c in centres if c[0] < x + w // 2]
@@ -66,7 +71,7 @@ def detect(image_bgr: npt.NDArray[np.uint8]) -> Landmarks:
         right_eye = right[-1]
     mouth = (x + w // 2, y + int(0.80 * h))
     mouth_width = int(0.36 * w)
-    mouth_cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_smile.xml")
+    mouth_cascade = cv2.CascadeClassifier(_CASCADES + "haarcascade_smile.xml")
     lower = gray[y + h // 2 : y + h, x : x + w]
     smiles = mouth_cascade.detectMultiScale(lower, 1.3, 15, minSize=(w // 5, h // 10))
     if len(smiles):
@@ -91,7 +96,11 @@ def main(argv: list[str]) -> int:
     if image is None:
         print(f"cannot read {argv[0]}", file=sys.stderr)
         return 2
-    print(yaml.safe_dump({"landmarks": detect(image).as_dict()}, default_flow_style=None, sort_keys=False))
+    print(
+        yaml.safe_dump(
+            {"landmarks": detect(np.asarray(image, dtype=np.uint8)).as_dict()}, default_flow_style=None, sort_keys=False
+        )
+    )
     return 0
 
 

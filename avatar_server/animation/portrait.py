@@ -37,7 +37,9 @@ class PortraitRenderer:
         y0 = int(np.clip(cy - side / 2, 0, image_rgb.shape[0] - side))
         crop = image_rgb[y0 : y0 + side, x0 : x0 + side]
         scale = size / side
-        self._base = np.ascontiguousarray(cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA))
+        self._base: Image = np.ascontiguousarray(
+            cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA), dtype=np.uint8
+        )
 
         def to_px(p: tuple[int, int]) -> tuple[float, float]:
             return ((p[0] - x0) * scale, (p[1] - y0) * scale)
@@ -71,9 +73,7 @@ class PortraitRenderer:
         fade = np.clip((y1 - ys) / (0.9 * w), 0.0, 1.0)  # the chin moves, the neck does not
         self._jaw_field = (gx * below * fade).astype(np.float32)
         # Horizontal squeeze/stretch of the lips around the mouth centre.
-        self._width_field = (
-            np.exp(-(((xs - mx) / (1.0 * w)) ** 2) - ((ys - my) / (0.45 * w)) ** 2)
-        ).astype(np.float32)
+        self._width_field = (np.exp(-(((xs - mx) / (1.0 * w)) ** 2) - ((ys - my) / (0.45 * w)) ** 2)).astype(np.float32)
 
     def _sample_lid_colour(self) -> npt.NDArray[np.float32]:
         # Skin just above the eyes' centre line; a closed lid is about that colour.
@@ -83,13 +83,13 @@ class PortraitRenderer:
         for ex, ey in ((lx, ly), (rx, ry)):
             y = int(max(0, ey - 0.55 * ew))
             patches.append(self._base[y : y + 3, int(ex - ew * 0.2) : int(ex + ew * 0.2)].reshape(-1, 3))
-        return np.concatenate(patches).astype(np.float32).mean(axis=0)
+        return np.asarray(np.concatenate(patches).astype(np.float32).mean(axis=0), dtype=np.float32)
 
     def render(self, weights: dict[str, float]) -> Image:
         """One frame for a dict of track weights (jawOpen, mouthPucker, ..., eyeBlinkLeft)."""
         import cv2
 
-        frame = self._base.copy()
+        frame: Image = self._base.copy()
         g = self._g
         mx, my = g.mouth
         w = g.mouth_width
@@ -104,8 +104,9 @@ class PortraitRenderer:
             map_y = self._ys - drop * self._jaw_field
             squeeze = 1.0 + (1.0 / width_factor - 1.0) * self._width_field
             map_x = mx + (self._xs - mx) * squeeze
-            frame[y0:y1, x0:x1] = cv2.remap(
-                self._base, map_x, map_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+            frame[y0:y1, x0:x1] = np.asarray(
+                cv2.remap(self._base, map_x, map_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE),
+                dtype=np.uint8,
             )
             if drop > 0.8:
                 self._draw_opening(frame, mx, my, w * width_factor, drop)
@@ -124,7 +125,7 @@ class PortraitRenderer:
         x0, y0 = int(max(0, cx - ax - 2)), int(max(0, cy - ay - 2))
         x1, y1 = int(min(self._g.size, cx + ax + 3)), int(min(self._g.size, cy + ay + 3))
         mask = np.zeros((y1 - y0, x1 - x0), dtype=np.uint8)
-        centre = (int(round(cx - x0)), int(round(cy - y0)))
+        centre = (round(cx - x0), round(cy - y0))
         cv2.ellipse(mask, centre, (int(ax), int(ay)), 0, 0, 360, 255, -1, cv2.LINE_AA)
         alpha = cv2.GaussianBlur(mask, (3, 3), 0).astype(np.float32)[..., None] / 255.0
         inside = np.empty((y1 - y0, x1 - x0, 3), dtype=np.float32)

@@ -50,7 +50,7 @@ def _gaussian_kernel(sigma_samples: float) -> npt.NDArray[np.float32]:
     radius = max(1, int(3 * sigma_samples))
     x = np.arange(-radius, radius + 1, dtype=np.float32)
     k = np.exp(-0.5 * (x / sigma_samples) ** 2)
-    return (k / k.sum()).astype(np.float32)
+    return np.asarray(k / k.sum(), dtype=np.float32)
 
 
 def _smooth(fine: npt.NDArray[np.float32], sigma_s: float) -> npt.NDArray[np.float32]:
@@ -66,7 +66,7 @@ def _smooth(fine: npt.NDArray[np.float32], sigma_s: float) -> npt.NDArray[np.flo
 def _sample(fine: npt.NDArray[np.float32], duration: float, fps: float) -> npt.NDArray[np.float32]:
     n = frame_count(duration, fps)
     idx = np.minimum((np.arange(n) / fps * _FINE_RATE).astype(int), len(fine) - 1)
-    return fine[idx]
+    return np.asarray(fine[idx], dtype=np.float32)
 
 
 def _with_arkit_and_blinks(visemes: npt.NDArray[np.float32], fps: float, seed: int) -> Track:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from avatar.v1 import avatar_pb2 as pb
+
 from avatar_server.animation.track import Track
 from avatar_server.domain import AudioData, MediaFile, Outputs, Timings, TurnRequest, TurnResult
 

@@ -6,9 +6,9 @@ import logging
 from collections.abc import AsyncIterator
 
 import grpc
-
 from avatar.v1 import avatar_pb2 as pb
 from avatar.v1 import avatar_pb2_grpc as pb_grpc
+
 from avatar_server.errors import AvatarError, ErrorCode
 from avatar_server.pipeline import Pipeline
 from avatar_server.transport import convert
@@ -24,19 +24,19 @@ STATUS = {
 }
 
 
-class AvatarService(pb_grpc.AvatarServiceServicer):
+class AvatarService(pb_grpc.AvatarServiceServicer):  # type: ignore[misc]
     """Registered before the server starts; answers UNAVAILABLE until the engines are loaded."""
 
     def __init__(self, pipeline: Pipeline | None = None) -> None:
         self.pipeline = pipeline
 
-    async def _ready(self, context: grpc.aio.ServicerContext) -> Pipeline:  # type: ignore[type-arg]
+    async def _ready(self, context: grpc.aio.ServicerContext[object, object]) -> Pipeline:
         if self.pipeline is None:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "The avatar engines are still loading; retry shortly.")
         assert self.pipeline is not None
         return self.pipeline
 
-    async def Interact(  # noqa: N802 - gRPC method name
+    async def Interact(
         self, request: pb.InteractRequest, context: grpc.aio.ServicerContext[pb.InteractRequest, pb.InteractResponse]
     ) -> pb.InteractResponse:
         pipeline = await self._ready(context)
@@ -49,7 +49,7 @@ class AvatarService(pb_grpc.AvatarServiceServicer):
             await context.abort(grpc.StatusCode.INTERNAL, "The server failed to process this turn.")
         return convert.interact_response(result)
 
-    async def Converse(  # noqa: N802
+    async def Converse(
         self,
         request_iterator: AsyncIterator[pb.ConverseRequest],
         context: grpc.aio.ServicerContext[pb.ConverseRequest, pb.ConverseResponse],
@@ -57,7 +57,7 @@ class AvatarService(pb_grpc.AvatarServiceServicer):
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Converse (live streaming) is not available yet.")
         yield pb.ConverseResponse()  # pragma: no cover - makes this an async generator
 
-    async def GetCapabilities(  # noqa: N802
+    async def GetCapabilities(
         self,
         request: pb.GetCapabilitiesRequest,
         context: grpc.aio.ServicerContext[pb.GetCapabilitiesRequest, pb.GetCapabilitiesResponse],

@@ -8,9 +8,9 @@ import wave
 import grpc
 import numpy as np
 import pytest
-
 from avatar.v1 import avatar_pb2 as pb
 from avatar.v1 import avatar_pb2_grpc as pb_grpc
+
 from tests.conftest import Clip
 
 pytestmark = pytest.mark.slow
@@ -40,17 +40,33 @@ CASES = {
     "neither audio nor text": (pb.InteractRequest(), grpc.StatusCode.INVALID_ARGUMENT, "either audio or text"),
     "blank text": (pb.InteractRequest(text="   "), grpc.StatusCode.INVALID_ARGUMENT, "text is empty"),
     "empty audio": (audio(b"", "audio/wav"), grpc.StatusCode.INVALID_ARGUMENT, "audio is empty"),
-    "undecodable audio": (audio(b"\x00garbage" * 500, "audio/wav"), grpc.StatusCode.INVALID_ARGUMENT, "could not be decoded"),
+    "undecodable audio": (
+        audio(b"\x00garbage" * 500, "audio/wav"),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "could not be decoded",
+    ),
     "wav sent as webm": (audio(wav_of(1.0), "audio/webm"), grpc.StatusCode.INVALID_ARGUMENT, "not audio/webm"),
-    "unsupported mime type": (audio(b"GIF89a" * 10, "image/gif"), grpc.StatusCode.INVALID_ARGUMENT, "Unsupported audio type"),
+    "unsupported mime type": (
+        audio(b"GIF89a" * 10, "image/gif"),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "Unsupported audio type",
+    ),
     "missing mime type": (audio(wav_of(1.0), ""), grpc.StatusCode.INVALID_ARGUMENT, "Unsupported audio type"),
     "pcm without rate": (audio(b"\x00\x00" * 1600, "audio/pcm"), grpc.StatusCode.INVALID_ARGUMENT, "rate=16000"),
     "odd pcm": (audio(b"\x00" * 3201, "audio/pcm;rate=16000"), grpc.StatusCode.INVALID_ARGUMENT, "odd"),
     "audio over 120 s": (audio(wav_of(121.0), "audio/wav"), grpc.StatusCode.RESOURCE_EXHAUSTED, "limit is 120 s"),
     "text over cap": (pb.InteractRequest(text="a" * 2001), grpc.StatusCode.RESOURCE_EXHAUSTED, "limit is 2000"),
-    "unknown avatar": (pb.InteractRequest(text="hi", avatar_id="nobody"), grpc.StatusCode.INVALID_ARGUMENT, "Unknown avatar 'nobody'"),
+    "unknown avatar": (
+        pb.InteractRequest(text="hi", avatar_id="nobody"),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "Unknown avatar 'nobody'",
+    ),
     "unknown voice": (pb.InteractRequest(text="hi", voice="nope:x"), grpc.StatusCode.INVALID_ARGUMENT, "Unknown voice"),
-    "bad language": (pb.InteractRequest(text="hi", language="english!"), grpc.StatusCode.INVALID_ARGUMENT, "language code"),
+    "bad language": (
+        pb.InteractRequest(text="hi", language="english!"),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "language code",
+    ),
     "bad session id": (pb.InteractRequest(text="hi", session_id="a b"), grpc.StatusCode.INVALID_ARGUMENT, "session_id"),
     "silence": (audio(wav_of(2.0), "audio/wav"), grpc.StatusCode.INVALID_ARGUMENT, "No speech"),
 }

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import grpc
 import pytest
-
 from avatar.v1 import avatar_pb2 as pb
 from avatar.v1 import avatar_pb2_grpc as pb_grpc
+
 from avatar_server.animation.visemes import ARKIT_NAMES, VISEME_NAMES
 from tests.conftest import Clip
 from tests.helpers import probe_mp4, wav_duration, word_error_rate
@@ -86,9 +86,7 @@ def test_outputs_can_be_chosen(stub: pb_grpc.AvatarServiceStub) -> None:
     )
     assert resp.audio.data and not resp.HasField("video") and not resp.HasField("animation")
     assert resp.timings.animation_seconds == 0
-    resp = stub.Interact(
-        pb.InteractRequest(text="Say hello.", outputs=pb.OutputOptions(animation=True)), timeout=120
-    )
+    resp = stub.Interact(pb.InteractRequest(text="Say hello.", outputs=pb.OutputOptions(animation=True)), timeout=120)
     assert resp.animation.frames and not resp.HasField("audio") and not resp.HasField("video")
 
 
@@ -112,7 +110,9 @@ def test_webm_opus_and_raw_pcm_inputs(stub: pb_grpc.AvatarServiceStub, clips: di
         c.mux(s.encode(None))
     want = pb.OutputOptions(audio=False, video=False, animation=False)
     for data, mime in ((webm.read_bytes(), "audio/webm"), (to_pcm16(samples), "audio/pcm;rate=48000")):
-        resp = stub.Interact(pb.InteractRequest(audio=pb.AudioInput(data=data, mime_type=mime), outputs=want), timeout=120)
+        resp = stub.Interact(
+            pb.InteractRequest(audio=pb.AudioInput(data=data, mime_type=mime), outputs=want), timeout=120
+        )
         assert word_error_rate(clip.text, resp.transcription) <= 0.2, (mime, resp.transcription)
 
 

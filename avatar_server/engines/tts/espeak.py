@@ -11,6 +11,7 @@ import threading
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from avatar_server.engines.tts.base import PhonemeTiming, Speech, TtsCapabilities, VoiceSpec
 
@@ -65,7 +66,7 @@ _Callback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctype
 
 @dataclass
 class _Capture:
-    chunks: list[np.ndarray]
+    chunks: list[npt.NDArray[np.int16]]
     events: list[tuple[str, int]]  # (ipa, sample position)
 
 
@@ -86,17 +87,21 @@ class EspeakTTS:
         lib.espeak_SetVoiceByName.restype = ctypes.c_int
         lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
         lib.espeak_Synth.argtypes = [
-            ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint,
-            ctypes.c_uint, ctypes.POINTER(ctypes.c_uint), ctypes.c_void_p,
+            ctypes.c_void_p,
+            ctypes.c_size_t,
+            ctypes.c_uint,
+            ctypes.c_int,
+            ctypes.c_uint,
+            ctypes.c_uint,
+            ctypes.POINTER(ctypes.c_uint),
+            ctypes.c_void_p,
         ]
         lib.espeak_Synth.restype = ctypes.c_int
         lib.espeak_ListVoices.argtypes = [ctypes.c_void_p]
         lib.espeak_ListVoices.restype = ctypes.POINTER(ctypes.POINTER(_Voice))
 
         options = _INITIALIZE_PHONEME_EVENTS | _INITIALIZE_PHONEME_IPA | _INITIALIZE_DONT_EXIT
-        rate = lib.espeak_Initialize(
-            _AUDIO_OUTPUT_SYNCHRONOUS, 200, espeakng_loader.get_data_path().encode(), options
-        )
+        rate = lib.espeak_Initialize(_AUDIO_OUTPUT_SYNCHRONOUS, 200, espeakng_loader.get_data_path().encode(), options)
         if rate <= 0:
             raise RuntimeError("libespeak-ng failed to initialize")
         self.sample_rate = int(rate)
@@ -176,7 +181,9 @@ class EspeakTTS:
             raise RuntimeError(f"espeak-ng synthesis failed (error {err})")
         pcm = np.concatenate(capture.chunks) if capture.chunks else np.zeros(0, dtype=np.int16)
         samples = (pcm.astype(np.float32) / 32768.0).astype(np.float32)
-        return Speech(samples=samples, sample_rate=self.sample_rate, phonemes=_timings(capture.events, len(pcm), self.sample_rate))
+        return Speech(
+            samples=samples, sample_rate=self.sample_rate, phonemes=_timings(capture.events, len(pcm), self.sample_rate)
+        )
 
 
 def _timings(events: list[tuple[str, int]], total: int, rate: int) -> list[PhonemeTiming]:

@@ -6,6 +6,7 @@ import threading
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 from avatar_server.engines.tts.base import PhonemeTiming, Speech, TtsCapabilities, VoiceSpec
 
@@ -33,7 +34,7 @@ class PiperTTS:
     def synthesize(self, text: str, *, voice: str, language: str) -> Speech:
         if voice and voice != self.voice_id:
             raise ValueError(f"Piper voice {voice!r} is not loaded (have {self.voice_id})")
-        pieces: list[np.ndarray] = []
+        pieces: list[npt.NDArray[np.int16]] = []
         phonemes: list[PhonemeTiming] | None = []
         offset = 0
         with self._lock:

@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 import grpc
+from avatar.v1 import avatar_pb2 as pb
 from google.protobuf.json_format import MessageToDict
 
-from avatar.v1 import avatar_pb2 as pb
 from avatar_client.client import AvatarClient, mime_type_for
 
 
@@ -27,7 +27,9 @@ def _write_outputs(resp: pb.InteractResponse, out: Path) -> list[Path]:
         track = {
             "fps": resp.animation.fps,
             "names": list(resp.animation.names),
-            "frames": [{"time": f.time_seconds, "weights": [round(w, 4) for w in f.weights]} for f in resp.animation.frames],
+            "frames": [
+                {"time": f.time_seconds, "weights": [round(w, 4) for w in f.weights]} for f in resp.animation.frames
+            ],
         }
         (out / "track.json").write_text(json.dumps(track))
         written.append(out / "track.json")
@@ -100,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         code: int = args.func(args)
         return code
     except grpc.RpcError as exc:
-        print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)  # type: ignore[attr-defined]
+        print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
         return 1
     except (OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -7,10 +7,9 @@ from pathlib import Path
 from types import TracebackType
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 from avatar.v1 import avatar_pb2 as pb
 from avatar.v1 import avatar_pb2_grpc as pb_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 SERVICE = "avatar.v1.AvatarService"
 _MAX_MESSAGE = 64 * 1024 * 1024
@@ -107,11 +106,11 @@ class AsyncAvatarClient:
         self._channel = grpc.aio.insecure_channel(target, options=_OPTIONS)
         self._stub = pb_grpc.AvatarServiceStub(self._channel)
 
-    async def interact(self, *, timeout: float | None = 120.0, **kwargs: object) -> pb.InteractResponse:
+    async def interact(self, *, timeout: float | None = 120.0, **kwargs: object) -> pb.InteractResponse:  # noqa: ASYNC109 - the gRPC deadline
         response: pb.InteractResponse = await self._stub.Interact(build_request(**kwargs), timeout=timeout)  # type: ignore[arg-type]
         return response
 
-    async def capabilities(self, *, timeout: float | None = 10.0) -> pb.GetCapabilitiesResponse:
+    async def capabilities(self, *, timeout: float | None = 10.0) -> pb.GetCapabilitiesResponse:  # noqa: ASYNC109
         result: pb.GetCapabilitiesResponse = await self._stub.GetCapabilities(
             pb.GetCapabilitiesRequest(), timeout=timeout
         )

@@ -1,0 +1,1 @@
+"""REST/WebSocket bridge in front of the gRPC AvatarService (FastAPI)."""

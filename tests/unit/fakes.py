@@ -1,0 +1,60 @@
+"""Fakes for unit tests of the logic around engines (never used as a default engine)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import numpy.typing as npt
+
+from avatar_server.engines.llm.base import ChatMessage, LlmCapabilities
+from avatar_server.engines.stt.base import SttCapabilities, Transcript
+from avatar_server.engines.tts.base import PhonemeTiming, Speech, TtsCapabilities, VoiceSpec
+
+
+class FakeSTT:
+    name = "fake-stt"
+    capabilities = SttCapabilities(streaming=False, sample_rate=16000, languages=("en", "uk"), model="fake")
+
+    def __init__(self, text: str = "hello there") -> None:
+        self.text = text
+
+    def transcribe(self, samples: npt.NDArray[np.float32], *, language: str | None) -> Transcript:
+        return Transcript(self.text, language or "en")
+
+
+class FakeLLM:
+    name = "fake-llm"
+    capabilities = LlmCapabilities(streaming=True, model="fake")
+
+    def __init__(self, reply: str = "Hello. I am a fake. This third sentence is cut.") -> None:
+        self.reply = reply
+        self.fail_next = False
+        self.seen: list[list[ChatMessage]] = []
+        self.closed = 0
+
+    def stream(self, messages: list[ChatMessage], *, max_tokens: int, temperature: float) -> Iterator[str]:
+        self.seen.append(messages)
+        if self.fail_next:
+            self.fail_next = False
+            raise RuntimeError("model crashed")
+        try:
+            for word in self.reply.split(" "):
+                yield word + " "
+        finally:
+            self.closed += 1
+
+
+class FakeTTS:
+    def __init__(self, name: str, languages: tuple[str, ...]) -> None:
+        self.name = name
+        self.capabilities = TtsCapabilities(
+            phoneme_timings=True, voices=tuple(VoiceSpec(f"{name}:{lang}", (lang,)) for lang in languages)
+        )
+        self.calls: list[tuple[str, str, str]] = []
+
+    def synthesize(self, text: str, *, voice: str, language: str) -> Speech:
+        self.calls.append((text, voice, language))
+        rate = 16000
+        samples = (0.1 * np.sin(np.arange(rate) / 5.0)).astype(np.float32)
+        return Speech(samples, rate, [PhonemeTiming("a", 0.1, 0.5), PhonemeTiming("m", 0.5, 0.7)])
