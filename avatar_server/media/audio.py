@@ -59,9 +59,7 @@ def decode_audio(
     elif mime.essence in _CONTAINERS:
         samples = _decode_container(data, mime, rate, max_seconds)
     else:
-        raise InvalidInput(
-            f"Unsupported audio type {mime_type!r}; send one of: {', '.join(ACCEPTED_TYPES)}."
-        )
+        raise InvalidInput(f"Unsupported audio type {mime_type!r}; send one of: {', '.join(ACCEPTED_TYPES)}.")
     if len(samples) > max_seconds * rate:
         raise TooLarge(f"The audio is {len(samples) / rate:.1f} s long; the limit is {max_seconds:g} s.")
     if len(samples) == 0:
@@ -89,8 +87,7 @@ def _decode_container(data: bytes, mime: MimeType, rate: int, max_seconds: float
             allowed = {n for group in _CONTAINERS[mime.essence] for n in group.split(",")}
             if not names & allowed:
                 raise InvalidInput(
-                    f"The data is {container.format.long_name or container.format.name}, "
-                    f"not {mime.essence}."
+                    f"The data is {container.format.long_name or container.format.name}, not {mime.essence}."
                 )
             if not container.streams.audio:
                 raise InvalidInput("The file has no audio stream.")
