@@ -8,18 +8,20 @@ STAMPS := .make
 # llama-cpp-python builds from source (no binary wheel on PyPI); a lean build, cached by pip afterwards.
 LLAMA_CMAKE_ARGS := -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF \
 	-DLLAMA_BUILD_SERVER=OFF -DLLAMA_CURL=OFF -DLLAVA_BUILD=OFF -DMTMD_BUILD=OFF -DGGML_OPENMP=OFF
-SYSTEM_PACKAGES := espeak-ng flite alsa-utils
+SYSTEM_PACKAGES := espeak-ng flite alsa-utils chromium
 ARCTIC_WAV := tests/.data/arctic_a0007.wav
 ARCTIC_SHA256 := 1b850392f8c87ee2efe5a686523f1bab61d2a38d59bc43d1127e17e406f9e57d
 
 .PHONY: help setup run test generate check-generated lint lint-proto lint-python bench clean
 
 help:
-	@echo "make run    - set up, then start the avatar server on the embedded engines"
+	@echo "make run    - set up, then start the avatar server, the REST bridge and the widget (http://127.0.0.1:8000)"
 	@echo "make test   - set up, then run every test"
 	@echo "make generate | lint | bench | clean"
 
-setup: $(STAMPS)/python $(STAMPS)/node $(STAMPS)/system
+WIDGET_SOURCES := $(wildcard clients/web/src/*) clients/web/index.html clients/web/vite.config.ts clients/web/tsconfig.json
+
+setup: $(STAMPS)/python $(STAMPS)/node $(STAMPS)/system clients/web/dist/index.html
 
 $(STAMPS)/system:
 	@mkdir -p $(STAMPS)
@@ -44,8 +46,16 @@ $(STAMPS)/node: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
+$(STAMPS)/web: clients/web/package.json clients/web/package-lock.json
+	@mkdir -p $(STAMPS)
+	cd clients/web && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+clients/web/dist/index.html: $(STAMPS)/web $(WIDGET_SOURCES)
+	cd clients/web && npm run build --silent
+
 run: setup
-	$(BIN)/python -m avatar_server
+	scripts/run.sh
 
 generate: $(STAMPS)/python
 	scripts/generate.sh generated
@@ -63,7 +73,7 @@ lint-proto: $(STAMPS)/node
 lint-python: $(STAMPS)/python
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy avatar_server clients/python
+	$(BIN)/mypy avatar_server rest_bridge clients/python
 
 lint: lint-proto lint-python
 
@@ -76,10 +86,11 @@ $(ARCTIC_WAV):
 
 test: setup $(ARCTIC_WAV)
 	$(MAKE) --no-print-directory lint-proto lint-python check-generated
+	cd clients/web && npx vitest run
 	$(BIN)/python -m pytest
 
 bench: setup
 	$(BIN)/python bench/bench_interact.py
 
 clean:
-	rm -rf $(STAMPS) $(VENV) node_modules tests/.data .pytest_cache
+	rm -rf $(STAMPS) $(VENV) node_modules clients/web/node_modules clients/web/dist tests/.data tests/artifacts .pytest_cache

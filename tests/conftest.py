@@ -128,3 +128,62 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Clip]:
     assert alsa.is_file(), "alsa-utils voice prompts come from `make test` (apt-get)"
     out["alsa"] = Clip("alsa", alsa, "Front center", "ALSA voice prompt (human, 48 kHz)")
     return out
+
+
+@dataclass
+class BridgeProcess:
+    url: str
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    media_dir: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def start_bridge(folder: Path, grpc_target: str, extra_env: dict[str, str] | None = None) -> BridgeProcess:
+    """Start `python -m rest_bridge` on a free port and wait until it answers HTTP."""
+    import httpx
+
+    port = free_port()
+    media = folder / "media"
+    env = {
+        **os.environ,
+        "AVATAR_GRPC_TARGET": grpc_target,
+        "AVATAR_MEDIA_DIR": str(media),
+        **(extra_env or {}),
+    }
+    log_path = folder / "bridge.log"
+    log = log_path.open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rest_bridge", "--port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=log
+    )
+    bridge = BridgeProcess(f"http://127.0.0.1:{port}", proc, log_path, media)
+    deadline = time.monotonic() + 60
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"rest_bridge exited with {proc.returncode}:\n{bridge.log()}")
+        try:
+            httpx.get(f"{bridge.url}/openapi.json", timeout=1.0)
+            return bridge
+        except httpx.HTTPError:
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise TimeoutError(f"rest_bridge did not start:\n{bridge.log()}") from None
+            time.sleep(0.1)
+
+
+def stop_bridge(bridge: BridgeProcess) -> int:
+    bridge.proc.send_signal(signal.SIGTERM)
+    try:
+        return bridge.proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        bridge.proc.kill()
+        return bridge.proc.wait()
+
+
+@pytest.fixture(scope="session")
+def bridge(server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BridgeProcess]:
+    b = start_bridge(tmp_path_factory.mktemp("bridge"), server.target)
+    yield b
+    stop_bridge(b)

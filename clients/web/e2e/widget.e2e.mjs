@@ -1,0 +1,82 @@
+// Drives the real widget in Debian's Chromium with a fake microphone that plays a wav file.
+// Usage: node e2e/widget.e2e.mjs <base-url> <clip.wav> <clip-seconds> <screenshot.png> [text|voice]
+// Prints one JSON line with what the page showed; the pytest wrapper makes the assertions.
+import { chromium } from "playwright-core";
+
+const [baseUrl, clip, clipSeconds, screenshot, mode = "voice"] = process.argv.slice(2);
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+  headless: true,
+  args: [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--autoplay-policy=no-user-gesture-required",
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+    `--use-file-for-fake-audio-capture=${clip}%noloop`,
+  ],
+});
+const result = { console: [] };
+try {
+  const page = await browser.newPage();
+  page.on("console", (m) => result.console.push(`${m.type()}: ${m.text()}`));
+  page.on("pageerror", (e) => result.console.push(`pageerror: ${e.message}`));
+  await page.goto(mode === "face" ? `${baseUrl}/?video=0` : baseUrl);
+  await page.getByTestId("record").waitFor();
+  if (mode === "voice") {
+    await page.getByTestId("record").click();
+    await page.getByTestId("stop").waitFor();
+    result.stateWhileRecording = await page.getByTestId("state").textContent();
+    await page.waitForTimeout(Number(clipSeconds) * 1000 + 800);
+    await page.getByTestId("stop").click();
+  } else {
+    await page.getByTestId("text").fill("Who are you?");
+    await page.getByTestId("send").click();
+  }
+  await page.locator('[data-role="avatar"]').first().waitFor({ timeout: 90_000 });
+  result.transcription = await page.locator('[data-role="user"]').first().textContent();
+  result.reply = await page.locator('[data-role="avatar"]').first().textContent();
+  if (mode === "face") {
+    // The canvas face moves with the audio: sample its pixels while the reply plays.
+    const hashes = new Set();
+    for (let i = 0; i < 20; i++) {
+      hashes.add(
+        await page.evaluate(() => {
+          const c = document.querySelector('[data-testid="avatar-face"]');
+          const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+          let h = 0;
+          for (let k = 0; k < d.length; k += 97) h = (h * 31 + d[k]) >>> 0;
+          return h;
+        }),
+      );
+      await page.waitForTimeout(100);
+    }
+    result.distinctFaceFrames = hashes.size;
+  } else {
+    await page.waitForFunction(
+      () => {
+        const v = document.querySelector('[data-testid="avatar-video"]');
+        return v && v.currentTime > 0.5;
+      },
+      null,
+      { timeout: 30_000 },
+    );
+    result.videoTime = await page.evaluate(() => document.querySelector('[data-testid="avatar-video"]').currentTime);
+    result.videoSrc = await page.evaluate(() => document.querySelector('[data-testid="avatar-video"]').currentSrc);
+  }
+  result.state = await page.getByTestId("state").textContent();
+  result.timings = await page.getByTestId("timings").textContent();
+  await page.screenshot({ path: screenshot, fullPage: true });
+  result.ok = true;
+} catch (err) {
+  result.ok = false;
+  result.error = String(err);
+} finally {
+  await browser.close();
+}
+console.log(JSON.stringify(result));

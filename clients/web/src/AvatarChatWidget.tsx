@@ -1,0 +1,263 @@
+import { useCallback, useEffect, useRef, useState } from "react";
+
+import { absolute, ApiError, backendHealthy, interact, type InteractResult } from "./api";
+import { drawFace } from "./face";
+import { fallbackReply, recognitionAvailable, recognizeOnce, speak } from "./fallback";
+import { Recorder } from "./recorder";
+import { loadTrack, sampleTrack, type AnimationTrack } from "./track";
+
+export type WidgetState = "idle" | "recording" | "thinking" | "speaking" | "error";
+
+export interface ChatEntry {
+  role: "user" | "avatar";
+  text: string;
+  fallback?: boolean;
+}
+
+export interface AvatarChatWidgetProps {
+  /** Where the REST bridge is; "" = same origin. */
+  apiBase?: string;
+  avatarId?: string;
+  /** Language code, e.g. "en" or "uk"; empty = let the server detect it. */
+  language?: string;
+  /** Play the lip-synced video (true) or draw a face from the animation track (false). */
+  video?: boolean;
+  title?: string;
+}
+
+const STATE_LABEL: Record<WidgetState, string> = {
+  idle: "Ready",
+  recording: "Listening…",
+  thinking: "Thinking…",
+  speaking: "Speaking",
+  error: "Error",
+};
+
+export function AvatarChatWidget({
+  apiBase = "",
+  avatarId = "",
+  language = "",
+  video = true,
+  title = "Talk to the avatar",
+}: AvatarChatWidgetProps) {
+  const [state, setState] = useState<WidgetState>("idle");
+  const [error, setError] = useState<string>("");
+  const [log, setLog] = useState<ChatEntry[]>([]);
+  const [text, setText] = useState("");
+  const [offline, setOffline] = useState(false);
+  const [timings, setTimings] = useState<InteractResult["timings"] | null>(null);
+  const [videoUrl, setVideoUrl] = useState<string | null>(null);
+  const sessionId = useRef<string>("");
+  const recorder = useRef<Recorder | null>(null);
+  const videoRef = useRef<HTMLVideoElement>(null);
+  const audioRef = useRef<HTMLAudioElement>(null);
+  const canvasRef = useRef<HTMLCanvasElement>(null);
+  const track = useRef<AnimationTrack | null>(null);
+
+  useEffect(() => {
+    let cancelled = false;
+    backendHealthy(apiBase).then((ok) => {
+      if (!cancelled) setOffline(!ok);
+    });
+    return () => {
+      cancelled = true;
+    };
+  }, [apiBase]);
+
+  // Draw the canvas face in step with the reply audio when there is no video.
+  useEffect(() => {
+    if (video) return;
+    let frame = 0;
+    const tick = () => {
+      const canvas = canvasRef.current;
+      const ctx = canvas?.getContext("2d");
+      if (canvas && ctx) {
+        const t = audioRef.current && !audioRef.current.paused ? audioRef.current.currentTime : -1;
+        drawFace(ctx, track.current && t >= 0 ? sampleTrack(track.current, t) : {}, canvas.width);
+      }
+      frame = requestAnimationFrame(tick);
+    };
+    frame = requestAnimationFrame(tick);
+    return () => cancelAnimationFrame(frame);
+  }, [video]);
+
+  const fail = useCallback((message: string) => {
+    setError(message);
+    setState("error");
+  }, []);
+
+  const play = useCallback(
+    async (result: InteractResult) => {
+      sessionId.current = result.session_id;
+      setTimings(result.timings);
+      setLog((l) => [...l, { role: "user", text: result.transcription }, { role: "avatar", text: result.reply_text }]);
+      setState("speaking");
+      if (video && result.video_url) {
+        setVideoUrl(absolute(apiBase, result.video_url));
+        return; // the video element's onEnded returns to idle
+      }
+      const audio = audioRef.current;
+      const audioUrl = absolute(apiBase, result.audio_url);
+      if (!audio || !audioUrl) {
+        setState("idle");
+        return;
+      }
+      track.current = result.animation_url ? await loadTrack(absolute(apiBase, result.animation_url)!) : null;
+      audio.src = audioUrl;
+      await audio.play().catch(() => setState("idle"));
+    },
+    [apiBase, video],
+  );
+
+  const send = useCallback(
+    async (input: { audio?: Blob; text?: string }) => {
+      setState("thinking");
+      setError("");
+      try {
+        const outputs: Array<"audio" | "video" | "animation"> = video ? ["audio", "video"] : ["audio", "animation"];
+        const result = await interact(apiBase, {
+          ...input,
+          sessionId: sessionId.current,
+          avatarId,
+          language,
+          outputs,
+        });
+        setOffline(false);
+        await play(result);
+      } catch (err) {
+        if (err instanceof ApiError) {
+          if (err.unreachable) setOffline(true);
+          fail(err.message);
+        } else {
+          fail(String(err));
+        }
+      }
+    },
+    [apiBase, avatarId, language, video, play, fail],
+  );
+
+  const startRecording = async () => {
+    setError("");
+    try {
+      recorder.current = new Recorder();
+      await recorder.current.start();
+      setState("recording");
+    } catch (err) {
+      fail(`The microphone is not available: ${(err as Error).message}`);
+    }
+  };
+
+  const stopRecording = async () => {
+    const rec = recorder.current;
+    recorder.current = null;
+    if (!rec) return;
+    const blob = await rec.stop();
+    await send({ audio: blob });
+  };
+
+  const sendText = async () => {
+    const value = text.trim();
+    if (!value) return;
+    setText("");
+    await send({ text: value });
+  };
+
+  const useFallback = async () => {
+    const lang = language || navigator.language || "en-US";
+    try {
+      setState("recording");
+      const heard = recognitionAvailable() ? await recognizeOnce(lang) : text.trim();
+      setText("");
+      const reply = fallbackReply(heard);
+      setLog((l) => [...l, { role: "user", text: heard, fallback: true }, { role: "avatar", text: reply, fallback: true }]);
+      speak(reply, lang);
+      setState("idle");
+    } catch (err) {
+      fail((err as Error).message);
+    }
+  };
+
+  const busy = state === "thinking" || state === "recording";
+  return (
+    <section className="avatar-widget" data-state={state} aria-label={title}>
+      <header>
+        <h2>{title}</h2>
+        <span className={`state state-${state}`} data-testid="state" role="status">
+          {STATE_LABEL[state]}
+        </span>
+      </header>
+      <div className="stage">
+        {video ? (
+          <video
+            ref={videoRef}
+            data-testid="avatar-video"
+            src={videoUrl ?? undefined}
+            autoPlay
+            playsInline
+            onEnded={() => setState("idle")}
+            onError={() => videoUrl && fail("The reply video could not be played.")}
+          />
+        ) : (
+          <canvas ref={canvasRef} data-testid="avatar-face" width={240} height={240} />
+        )}
+        <audio ref={audioRef} onEnded={() => setState("idle")} />
+      </div>
+      {offline && (
+        <div className="offline" data-testid="offline" role="alert">
+          The avatar server is unreachable.{" "}
+          <button type="button" onClick={useFallback} data-testid="fallback">
+            Use the browser's speech (fallback)
+          </button>
+        </div>
+      )}
+      {error && (
+        <div className="error" data-testid="error" role="alert">
+          {error}
+        </div>
+      )}
+      <ol className="log" data-testid="log">
+        {log.map((entry, i) => (
+          <li key={i} className={`${entry.role}${entry.fallback ? " fallback" : ""}`} data-role={entry.role}>
+            <strong>{entry.role === "user" ? "You" : "Avatar"}{entry.fallback ? " (browser fallback)" : ""}:</strong>{" "}
+            {entry.text}
+          </li>
+        ))}
+      </ol>
+      <div className="controls">
+        {state === "recording" && recorder.current ? (
+          <button type="button" onClick={stopRecording} data-testid="stop">
+            ■ Stop and send
+          </button>
+        ) : (
+          <button type="button" onClick={startRecording} disabled={busy} data-testid="record">
+            ● Speak
+          </button>
+        )}
+        <form
+          onSubmit={(e) => {
+            e.preventDefault();
+            void sendText();
+          }}
+        >
+          <input
+            value={text}
+            onChange={(e) => setText(e.target.value)}
+            placeholder="…or type a question"
+            aria-label="Message"
+            data-testid="text"
+            disabled={busy}
+          />
+          <button type="submit" disabled={busy || !text.trim()} data-testid="send">
+            Send
+          </button>
+        </form>
+      </div>
+      {timings && (
+        <p className="timings" data-testid="timings">
+          stt {timings.stt.toFixed(2)} s · llm {timings.llm.toFixed(2)} s · tts {timings.tts.toFixed(2)} s · animation{" "}
+          {timings.animation.toFixed(2)} s · total {timings.total.toFixed(2)} s
+        </p>
+      )}
+    </section>
+  );
+}

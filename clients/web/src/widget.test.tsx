@@ -1,0 +1,112 @@
+import { act, fireEvent, render, screen, waitFor } from "@testing-library/react";
+import { afterEach, describe, expect, it, vi } from "vitest";
+
+import { ApiError, buildForm, extensionFor, interact } from "./api";
+import { AvatarChatWidget } from "./AvatarChatWidget";
+import { mouthOpening } from "./face";
+import { fallbackReply } from "./fallback";
+import { preferredMimeType } from "./recorder";
+import { sampleTrack, type AnimationTrack } from "./track";
+
+const RESULT = {
+  transcription: "Who are you?",
+  reply_text: "I am Grace Hopper.",
+  audio_url: "/static/audio/a.wav",
+  video_url: "/static/video/v.mp4",
+  processing_time: 1.5,
+  session_id: "s1",
+  turn_id: "t1",
+  language: "en",
+  animation_url: null,
+  audio_duration: 1.2,
+  timings: { stt: 0, llm: 0.5, tts: 0.4, animation: 0.3, total: 1.5 },
+};
+
+function jsonResponse(body: unknown, status = 200): Response {
+  return new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json" } });
+}
+
+afterEach(() => vi.unstubAllGlobals());
+
+describe("api", () => {
+  it("builds the seed's multipart form", () => {
+    const form = buildForm({ text: "hi", sessionId: "s", outputs: ["audio", "video"] });
+    expect(form.get("text")).toBe("hi");
+    expect(form.get("session_id")).toBe("s");
+    expect(form.get("outputs")).toBe("audio,video");
+    expect(form.get("audio")).toBeNull();
+    expect(extensionFor("audio/webm;codecs=opus")).toBe("webm");
+    expect(extensionFor("audio/ogg")).toBe("ogg");
+  });
+
+  it("turns the bridge's error JSON into an ApiError", async () => {
+    vi.stubGlobal("fetch", vi.fn(async () => jsonResponse({ error: { code: "INVALID_ARGUMENT", message: "No speech was recognized in the audio." } }, 422)));
+    const err = await interact("", { text: "x" }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ApiError);
+    expect((err as ApiError).status).toBe(422);
+    expect((err as ApiError).message).toBe("No speech was recognized in the audio.");
+    expect((err as ApiError).unreachable).toBe(false);
+  });
+
+  it("reports an unreachable backend", async () => {
+    vi.stubGlobal("fetch", vi.fn(async () => Promise.reject(new TypeError("Failed to fetch"))));
+    const err = (await interact("", { text: "x" }).catch((e: unknown) => e)) as ApiError;
+    expect(err.unreachable).toBe(true);
+  });
+});
+
+describe("track and face", () => {
+  const track: AnimationTrack = { fps: 10, names: ["jawOpen", "mouthClose"], times: [0, 0.1, 0.2], frames: [[0, 0], [0.8, 0], [0.4, 0.4]] };
+
+  it("samples the frame that has started", () => {
+    expect(sampleTrack(track, 0.05).jawOpen).toBe(0);
+    expect(sampleTrack(track, 0.1).jawOpen).toBe(0.8);
+    expect(sampleTrack(track, 99).jawOpen).toBe(0.4);
+    expect(sampleTrack(track, -1).jawOpen).toBe(0);
+  });
+
+  it("opens the mouth with the jaw and closes it with mouthClose", () => {
+    expect(mouthOpening(sampleTrack(track, 0.1))).toBeCloseTo(0.8);
+    expect(mouthOpening(sampleTrack(track, 0.2))).toBeCloseTo(0.2);
+  });
+
+  it("prefers webm/opus for recording", () => {
+    expect(preferredMimeType((t) => t.startsWith("audio/webm"))).toBe("audio/webm;codecs=opus");
+    expect(preferredMimeType(() => false)).toBe("");
+  });
+
+  it("marks fallback replies", () => {
+    expect(fallbackReply("hello")).toContain("offline");
+  });
+});
+
+describe("AvatarChatWidget", () => {
+  it("sends typed text and shows the exchange and the video", async () => {
+    const fetchMock = vi.fn(async (url: string) => (String(url).endsWith("/healthz") ? jsonResponse({ status: "SERVING" }) : jsonResponse(RESULT)));
+    vi.stubGlobal("fetch", fetchMock);
+    render(<AvatarChatWidget apiBase="http://bridge" />);
+    fireEvent.change(screen.getByTestId("text"), { target: { value: "Who are you?" } });
+    await act(async () => {
+      fireEvent.click(screen.getByTestId("send"));
+    });
+    await waitFor(() => expect(screen.getByTestId("log").textContent).toContain("I am Grace Hopper."));
+    expect(screen.getByTestId("log").textContent).toContain("Who are you?");
+    expect(screen.getByTestId("state").textContent).toBe("Speaking");
+    expect((screen.getByTestId("avatar-video") as HTMLVideoElement).src).toBe("http://bridge/static/video/v.mp4");
+    const [, init] = fetchMock.mock.calls.find(([u]) => String(u).includes("interact")) as unknown as [string, RequestInit];
+    expect((init.body as FormData).get("text")).toBe("Who are you?");
+  });
+
+  it("shows the server's message and the fallback when the backend is down", async () => {
+    vi.stubGlobal("fetch", vi.fn(async () => jsonResponse({ error: { code: "UNAVAILABLE", message: "The avatar service is unavailable: connection refused" } }, 503)));
+    render(<AvatarChatWidget />);
+    await waitFor(() => expect(screen.getByTestId("offline")).toBeTruthy());
+    fireEvent.change(screen.getByTestId("text"), { target: { value: "hi" } });
+    await act(async () => {
+      fireEvent.click(screen.getByTestId("send"));
+    });
+    await waitFor(() => expect(screen.getByTestId("state").textContent).toBe("Error"));
+    expect(screen.getByTestId("error").textContent).toContain("connection refused");
+    expect(screen.getByTestId("fallback").textContent).toContain("fallback");
+  });
+});

@@ -1,0 +1,87 @@
+"""FastAPI app: the seed's REST contract in front of gRPC AvatarService, media by URL, the widget at /."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import grpc
+from avatar.v1 import avatar_pb2_grpc as pb_grpc
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from grpc_health.v1 import health_pb2_grpc
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from rest_bridge import errors
+from rest_bridge.limits import BodySizeLimit
+from rest_bridge.media_store import MediaStore
+from rest_bridge.routes import health, interact, media
+from rest_bridge.settings import BridgeSettings, get_settings
+
+log = logging.getLogger(__name__)
+INTERACT_PATH = "/api/v1/avatar/interact"
+_MULTIPART_OVERHEAD = 64 * 1024
+
+
+@dataclass
+class Backend:
+    """What the routes share: one gRPC channel opened at startup, its stubs, the media store."""
+
+    settings: BridgeSettings
+    channel: grpc.aio.Channel
+    avatar: pb_grpc.AvatarServiceStub
+    health: health_pb2_grpc.HealthStub
+    media: MediaStore
+
+
+def create_app(settings: BridgeSettings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        options = [("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)]
+        channel = grpc.aio.insecure_channel(settings.grpc_target, options=options)
+        store = MediaStore(settings.media_dir, settings.media_retention_seconds)
+        app.state.backend = Backend(
+            settings, channel, pb_grpc.AvatarServiceStub(channel), health_pb2_grpc.HealthStub(channel), store
+        )
+        purger = asyncio.create_task(store.purge_forever())
+        try:
+            yield
+        finally:
+            purger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await purger
+            await channel.close()
+
+    app = FastAPI(
+        title="Talking Avatar REST bridge",
+        version="1.0.0",
+        description="Multipart /interact → gRPC avatar.v1.AvatarService/Interact; produced media served by URL.",
+        lifespan=lifespan,
+    )
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes + _MULTIPART_OVERHEAD, paths=(INTERACT_PATH,))
+    app.add_exception_handler(errors.BridgeError, errors.handle_bridge_error)
+    app.add_exception_handler(StarletteHTTPException, errors.handle_http_error)
+    app.add_exception_handler(RequestValidationError, errors.handle_validation_error)
+    app.include_router(interact.router)
+    app.include_router(media.router)
+    app.include_router(health.router)
+    if (settings.widget_dir / "index.html").is_file():
+        app.mount("/", StaticFiles(directory=settings.widget_dir, html=True), name="widget")
+    else:
+
+        @app.get("/", include_in_schema=False)
+        async def no_widget() -> HTMLResponse:
+            return HTMLResponse(
+                "<h1>Talking Avatar</h1><p>The widget is not built: <code>make run</code> builds it. "
+                "The API is at <a href='/docs'>/docs</a>.</p>"
+            )
+
+    return app
