@@ -15,6 +15,7 @@ from grpc_reflection.v1alpha import reflection
 
 from avatar_server.animation.animator import PortraitAnimator
 from avatar_server.engines import factory
+from avatar_server.engines.vad import SileroModel
 from avatar_server.personas import load_avatars
 from avatar_server.pipeline import Engines, Pipeline
 from avatar_server.settings import Settings
@@ -38,6 +39,7 @@ def load_pipeline(settings: Settings) -> Pipeline:
         tts=tts,
         fallback_tts=settings.fallback_tts_engine,
         animator=PortraitAnimator(avatars, video_fps=settings.video_fps, video_size=settings.video_size),
+        vad=SileroModel(),
     )
     log.info("engines loaded in %.1fs", time.perf_counter() - t0)
     pipeline = Pipeline(settings, engines, avatars)

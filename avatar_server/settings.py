@@ -41,6 +41,7 @@ class Settings(BaseSettings):
     whisper_device: str = "cpu"
     whisper_compute_type: str = "int8"
     whisper_beam_size: int = 1
+    whisper_encoder_window_seconds: float = 10.0  # 30 = Whisper's full window (slower, the reference)
     llm_model_path: Path | None = None
     llm_context_tokens: int = 2048
     llm_max_tokens: int = 60
@@ -57,6 +58,9 @@ class Settings(BaseSettings):
     memory_turns: int = 6
     memory_ttl_seconds: float = 1800.0
     memory_max_sessions: int = 1000
+
+    # Live conversation: silence that ends an utterance.
+    end_silence_ms: int = 400
 
     # Input caps.
     max_audio_bytes: int = 25 * 1024 * 1024

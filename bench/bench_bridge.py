@@ -12,7 +12,7 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,9 +20,9 @@ sys.path.insert(0, str(ROOT))
 
 import grpc  # noqa: E402
 import httpx  # noqa: E402
-
 from avatar.v1 import avatar_pb2 as pb  # noqa: E402
 from avatar.v1 import avatar_pb2_grpc as pb_grpc  # noqa: E402
+
 from tests.conftest import start_bridge, start_server, stop_bridge, stop_server  # noqa: E402
 
 QUESTION = "Who are you?"
@@ -61,7 +61,7 @@ def main() -> int:
     d50, b50 = statistics.median(direct), statistics.median(via_bridge)
     result = {
         "benchmark": "bridge-vs-grpc",
-        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "question": QUESTION,
         "pairs": args.pairs,
         "direct_p50": d50,

@@ -43,15 +43,22 @@ class PortraitAnimator:
             rgb = np.asarray(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), dtype=np.uint8)
             self._renderers[avatar.id] = PortraitRenderer(rgb, marks, video_size)
 
-    def animate(self, avatar_id: str, speech: Speech, text: str, *, want_video: bool) -> Animation:
+    def track(self, speech: Speech, text: str) -> Track:
+        """The blendshape/viseme track of one piece of speech (blinks seeded by its text)."""
         seed = int.from_bytes(hashlib.blake2b(text.encode(), digest_size=4).digest(), "little")
         if speech.phonemes:
-            track = track_from_phonemes(speech.phonemes, speech.duration, TRACK_FPS, seed=seed)
-        else:
-            track = track_from_audio(speech.samples, speech.sample_rate, TRACK_FPS, seed=seed)
-        video = None
-        if want_video:
-            frames = self._renderers[avatar_id].frames(track, self.video_fps, speech.duration)
-            video = encode_mp4(frames, self.video_fps, speech.samples.astype(np.float32), speech.sample_rate)
-        video_seconds = frame_count(speech.duration, self.video_fps) / self.video_fps if video else 0.0
-        return Animation(track=track, video_mp4=video, video_seconds=video_seconds)
+            return track_from_phonemes(speech.phonemes, speech.duration, TRACK_FPS, seed=seed)
+        return track_from_audio(speech.samples, speech.sample_rate, TRACK_FPS, seed=seed)
+
+    def video(self, avatar_id: str, speech: Speech, track: Track) -> tuple[bytes, float]:
+        """A self-contained mp4 of the portrait saying `speech`, and its duration."""
+        frames = self._renderers[avatar_id].frames(track, self.video_fps, speech.duration)
+        mp4 = encode_mp4(frames, self.video_fps, speech.samples.astype(np.float32), speech.sample_rate)
+        return mp4, frame_count(speech.duration, self.video_fps) / self.video_fps
+
+    def animate(self, avatar_id: str, speech: Speech, text: str, *, want_video: bool) -> Animation:
+        track = self.track(speech, text)
+        if not want_video:
+            return Animation(track=track, video_mp4=None)
+        mp4, seconds = self.video(avatar_id, speech, track)
+        return Animation(track=track, video_mp4=mp4, video_seconds=seconds)

@@ -34,6 +34,7 @@ def build_stt(settings: Settings) -> SpeechToText:
             cpu_threads=settings.threads,
             beam_size=settings.whisper_beam_size,
             model_label=f"whisper-{settings.whisper_model}",
+            encoder_window_seconds=settings.whisper_encoder_window_seconds,
         )
     raise EngineConfigError(f"unknown STT engine {settings.stt_engine!r} (known: faster-whisper)")
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from avatar.v1 import avatar_pb2 as pb
 
 from avatar_server.animation.track import Track
+from avatar_server.conversation import events as ev
+from avatar_server.conversation.session import SessionConfig
 from avatar_server.domain import AudioData, MediaFile, Outputs, Timings, TurnRequest, TurnResult
 
 
@@ -65,3 +67,87 @@ def interact_response(r: TurnResult) -> pb.InteractResponse:
         turn_id=r.turn_id,
         language=r.language,
     )
+
+
+_ENCODINGS = {pb.AUDIO_ENCODING_UNSPECIFIED: "pcm16", pb.AUDIO_ENCODING_PCM16: "pcm16", pb.AUDIO_ENCODING_OPUS: "opus"}
+
+
+def session_config(msg: pb.ConverseConfig) -> SessionConfig:
+    o = msg.outputs
+    if any(o.HasField(f) for f in ("audio", "video", "animation")):
+        outputs = Outputs(audio=o.audio, video=o.video, animation=o.animation)
+    else:
+        outputs = Outputs(audio=True, video=False, animation=True)
+    fmt = msg.input_format
+    return SessionConfig(
+        session_id=msg.session_id,
+        avatar_id=msg.avatar_id,
+        language=msg.language,
+        voice=msg.voice,
+        encoding=_ENCODINGS.get(fmt.encoding, "unknown"),
+        sample_rate=fmt.sample_rate_hertz or (48000 if fmt.encoding == pb.AUDIO_ENCODING_OPUS else 16000),
+        outputs=outputs,
+        barge_in=msg.barge_in,
+        end_silence_ms=msg.end_silence_ms,
+        interim_results=msg.interim_results,
+    )
+
+
+def _frames(track: Track, offset: float) -> list[pb.AnimationFrame]:
+    return [
+        pb.AnimationFrame(time_seconds=float(t) + offset, weights=row)
+        for t, row in zip(track.times.tolist(), track.weights.round(4).tolist(), strict=True)
+    ]
+
+
+def converse_timings(t: ev.TurnTimings) -> pb.Timings:
+    return pb.Timings(
+        stt_seconds=t.stt,
+        llm_seconds=t.llm,
+        tts_seconds=t.tts,
+        animation_seconds=t.animation,
+        total_seconds=t.total,
+        llm_first_token_seconds=t.llm_first_token,
+        tts_first_byte_seconds=t.tts_first_byte,
+        voice_to_first_audio_seconds=t.voice_to_first_audio,
+    )
+
+
+def converse_event(e: ev.Event, session_id: str) -> pb.ConverseResponse:
+    out = pb.ConverseResponse(turn_id=e.turn_id, session_id=session_id)
+    match e:
+        case ev.SpeechStarted():
+            out.speech_started.time_seconds = e.time_seconds
+        case ev.SpeechEnded():
+            out.speech_ended.time_seconds = e.time_seconds
+        case ev.TranscriptEvent():
+            out.transcript.CopyFrom(pb.Transcript(text=e.text, is_final=e.is_final))
+        case ev.ReplyDelta():
+            out.reply_text_delta.text = e.text
+        case ev.AudioChunkEvent():
+            out.audio_chunk.CopyFrom(
+                pb.AudioChunk(pcm=e.pcm, sample_rate_hertz=e.sample_rate, start_seconds=e.start_seconds)
+            )
+        case ev.AnimationFramesEvent():
+            out.animation_frames.CopyFrom(
+                pb.AnimationFrames(fps=e.track.fps, names=list(e.track.names), frames=_frames(e.track, e.start_seconds))
+            )
+        case ev.VideoSegmentEvent():
+            out.video_segment.CopyFrom(
+                pb.VideoSegment(
+                    video=pb.Media(data=e.mp4, mime_type="video/mp4", duration_seconds=e.duration),
+                    start_seconds=e.start_seconds,
+                )
+            )
+        case ev.TurnCompleted():
+            out.turn_completed.CopyFrom(
+                pb.TurnCompleted(
+                    transcription=e.transcription,
+                    reply_text=e.reply_text,
+                    timings=converse_timings(e.timings),
+                    interrupted=e.interrupted,
+                )
+            )
+        case ev.ErrorEvent():
+            out.error.CopyFrom(pb.ErrorEvent(code=e.code, message=e.message))
+    return out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 
@@ -9,7 +11,8 @@ import grpc
 from avatar.v1 import avatar_pb2 as pb
 from avatar.v1 import avatar_pb2_grpc as pb_grpc
 
-from avatar_server.errors import AvatarError, ErrorCode
+from avatar_server.conversation.session import ConversationSession
+from avatar_server.errors import AvatarError, ErrorCode, InvalidInput
 from avatar_server.pipeline import Pipeline
 from avatar_server.transport import convert
 
@@ -22,6 +25,31 @@ STATUS = {
     ErrorCode.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
     ErrorCode.INTERNAL: grpc.StatusCode.INTERNAL,
 }
+
+
+async def _read_client(
+    requests: AsyncIterator[pb.ConverseRequest], session: ConversationSession, failure: list[AvatarError]
+) -> None:
+    """Feed client messages to the session; a protocol error ends the stream with its status."""
+    try:
+        async for msg in requests:
+            kind = msg.WhichOneof("message")
+            if kind == "audio":
+                await session.audio(msg.audio)
+            elif kind == "text":
+                await session.text(msg.text)
+            elif kind == "end_of_utterance":
+                await session.end_of_utterance()
+            elif kind == "interrupt":
+                await session.interrupt()
+            elif kind == "config":
+                raise InvalidInput("The session config may be sent only once, as the first message.")
+            else:
+                raise InvalidInput("Empty Converse message: set one of audio, text, end_of_utterance, interrupt.")
+        await session.finish()
+    except AvatarError as exc:
+        failure.append(exc)
+        await session.close()
 
 
 class AvatarService(pb_grpc.AvatarServiceServicer):  # type: ignore[misc]
@@ -54,8 +82,32 @@ class AvatarService(pb_grpc.AvatarServiceServicer):  # type: ignore[misc]
         request_iterator: AsyncIterator[pb.ConverseRequest],
         context: grpc.aio.ServicerContext[pb.ConverseRequest, pb.ConverseResponse],
     ) -> AsyncIterator[pb.ConverseResponse]:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Converse (live streaming) is not available yet.")
-        yield pb.ConverseResponse()  # pragma: no cover - makes this an async generator
+        pipeline = await self._ready(context)
+        try:
+            first = await anext(aiter(request_iterator))
+        except StopAsyncIteration:
+            return
+        if first.WhichOneof("message") != "config":
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "The first Converse message must be the session config."
+            )
+        try:
+            session = ConversationSession(pipeline, convert.session_config(first.config))
+        except AvatarError as exc:
+            await context.abort(STATUS[exc.code], exc.message)
+        failure: list[AvatarError] = []
+        reader = asyncio.create_task(_read_client(request_iterator, session, failure))
+        try:
+            while (event := await session.events.get()) is not None:
+                if not session.is_cancelled(event.turn_id):
+                    yield convert.converse_event(event, session.session_id)
+            if failure:
+                await context.abort(STATUS[failure[0].code], failure[0].message)
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+            await session.close()
 
     async def GetCapabilities(
         self,

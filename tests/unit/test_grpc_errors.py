@@ -63,7 +63,7 @@ async def test_errors_map_to_status(
     assert details in (err.value.details() or "")
 
 
-async def test_converse_is_unimplemented_for_now(
+async def test_converse_must_start_with_the_config(
     stub_and_pipeline: tuple[pb_grpc.AvatarServiceStub, RaisingPipeline],
 ) -> None:
     stub, _ = stub_and_pipeline
@@ -71,4 +71,5 @@ async def test_converse_is_unimplemented_for_now(
     with pytest.raises(grpc.aio.AioRpcError) as err:
         async for _ in call:
             pass
-    assert err.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "first Converse message must be the session config" in (err.value.details() or "")

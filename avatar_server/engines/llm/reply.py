@@ -53,3 +53,22 @@ def collect_reply(deltas: Iterator[str], *, max_sentences: int, max_chars: int) 
         if close is not None:
             close()
     return shape_reply(text, max_sentences=max_sentences, max_chars=max_chars)
+
+
+class SentenceSplitter:
+    """Feed text deltas; get back each sentence as soon as it is complete (for sentence-level TTS)."""
+
+    def __init__(self) -> None:
+        self._buffer = ""
+
+    def feed(self, delta: str) -> list[str]:
+        self._buffer += delta
+        parts = _SENTENCE_END.split(self._buffer)
+        if len(parts) == 1:
+            return []
+        self._buffer = parts[-1]
+        return [" ".join(p.split()) for p in parts[:-1] if p.strip()]
+
+    def flush(self) -> str:
+        rest, self._buffer = " ".join(self._buffer.split()), ""
+        return _ROLE_LEAK.sub("", rest)

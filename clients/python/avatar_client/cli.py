@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
+import time
 from pathlib import Path
 
 import grpc
@@ -68,6 +70,71 @@ def _interact(args: argparse.Namespace) -> int:
     return 0
 
 
+def _describe(event: pb.ConverseResponse) -> str:
+    kind = event.WhichOneof("event")
+    if kind == "transcript":
+        return f"{'final' if event.transcript.is_final else 'partial'}: {event.transcript.text}"
+    if kind == "reply_text_delta":
+        return repr(event.reply_text_delta.text)
+    if kind == "audio_chunk":
+        c = event.audio_chunk
+        return f"{len(c.pcm) / 2 / c.sample_rate_hertz:.2f} s of audio at {c.start_seconds:.2f} s"
+    if kind == "animation_frames":
+        f = event.animation_frames.frames
+        return f"{len(f)} frames from {f[0].time_seconds:.2f} s" if f else "0 frames"
+    if kind == "video_segment":
+        return (
+            f"{event.video_segment.video.duration_seconds:.2f} s of video at {event.video_segment.start_seconds:.2f} s"
+        )
+    if kind == "turn_completed":
+        t = event.turn_completed.timings
+        return (
+            f"reply: {event.turn_completed.reply_text!r} | voice-to-first-audio {t.voice_to_first_audio_seconds:.3f} s, "
+            f"stt {t.stt_seconds:.3f} s, llm first token {t.llm_first_token_seconds:.3f} s, "
+            f"tts first byte {t.tts_first_byte_seconds:.3f} s, total {t.total_seconds:.3f} s"
+        )
+    if kind == "error":
+        return f"{event.error.code}: {event.error.message}"
+    if kind in ("speech_started", "speech_ended"):
+        return f"at {getattr(event, kind).time_seconds:.2f} s of input"
+    return ""
+
+
+async def _converse_async(args: argparse.Namespace) -> int:
+    import wave
+
+    import numpy as np
+
+    from avatar_client import AsyncAvatarClient
+    from avatar_client.converse import StreamClock, paced_requests
+
+    with wave.open(args.audio, "rb") as w:
+        if w.getsampwidth() != 2:
+            raise ValueError("converse streams 16-bit PCM WAV files")
+        rate = w.getframerate()
+        pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+        if w.getnchannels() > 1:
+            pcm = pcm.reshape(-1, w.getnchannels()).mean(axis=1).astype("<i2")
+    config = pb.ConverseConfig(
+        session_id=args.session or "",
+        avatar_id=args.avatar or "",
+        language=args.language or "",
+        input_format=pb.AudioFormat(encoding=pb.AUDIO_ENCODING_PCM16, sample_rate_hertz=rate),
+        outputs=pb.OutputOptions(audio=True, animation=True, video=args.video),
+        barge_in=args.barge_in,
+    )
+    clock = StreamClock()
+    async with AsyncAvatarClient(args.target) as client:
+        async for event in client.converse(paced_requests(config, pcm.tobytes(), rate, clock=clock)):
+            kind = event.WhichOneof("event")
+            print(f"{time.perf_counter() - clock.started:7.3f}s  {event.turn_id[:8]}  {kind:17s} {_describe(event)}")
+    return 0
+
+
+def _converse(args: argparse.Namespace) -> int:
+    return asyncio.run(_converse_async(args))
+
+
 def _capabilities(args: argparse.Namespace) -> int:
     with AvatarClient(args.target) as client:
         caps = client.capabilities()
@@ -95,6 +162,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-animation", action="store_true")
     p.add_argument("--timeout", type=float, default=120.0)
     p.set_defaults(func=_interact)
+    v = sub.add_parser("converse", help="stream a WAV file at real-time pace; print the live events with times")
+    v.add_argument("--audio", required=True, help="16-bit PCM WAV file")
+    v.add_argument("--session", help="session id")
+    v.add_argument("--avatar", help="avatar id")
+    v.add_argument("--language", help="language code (default: detect)")
+    v.add_argument("--video", action="store_true", help="also ask for a video segment per sentence")
+    v.add_argument("--barge-in", action="store_true", help="speaking over the reply interrupts it")
+    v.set_defaults(func=_converse)
     c = sub.add_parser("capabilities", help="list avatars, voices, languages and engines")
     c.set_defaults(func=_capabilities)
     args = parser.parse_args(argv)

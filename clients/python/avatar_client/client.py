@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from types import TracebackType
 
@@ -115,6 +116,14 @@ class AsyncAvatarClient:
             pb.GetCapabilitiesRequest(), timeout=timeout
         )
         return result
+
+    def converse(
+        self, requests: AsyncIterator[pb.ConverseRequest], *, timeout: float | None = None
+    ) -> AsyncIterator[pb.ConverseResponse]:
+        """A live conversation: `requests` starts with the config; returns the server's events as they come.
+        Cancel the returned call (or stop iterating and close the client) to end the session."""
+        call: AsyncIterator[pb.ConverseResponse] = self._stub.Converse(requests, timeout=timeout)
+        return call
 
     async def close(self) -> None:
         await self._channel.close()

@@ -83,18 +83,24 @@ class AnimationTrack(_message.Message):
     def __init__(self, fps: _Optional[float] = ..., names: _Optional[_Iterable[str]] = ..., frames: _Optional[_Iterable[_Union[AnimationFrame, _Mapping]]] = ...) -> None: ...
 
 class Timings(_message.Message):
-    __slots__ = ("stt_seconds", "llm_seconds", "tts_seconds", "animation_seconds", "total_seconds")
+    __slots__ = ("stt_seconds", "llm_seconds", "tts_seconds", "animation_seconds", "total_seconds", "llm_first_token_seconds", "tts_first_byte_seconds", "voice_to_first_audio_seconds")
     STT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     LLM_SECONDS_FIELD_NUMBER: _ClassVar[int]
     TTS_SECONDS_FIELD_NUMBER: _ClassVar[int]
     ANIMATION_SECONDS_FIELD_NUMBER: _ClassVar[int]
     TOTAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    LLM_FIRST_TOKEN_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    TTS_FIRST_BYTE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    VOICE_TO_FIRST_AUDIO_SECONDS_FIELD_NUMBER: _ClassVar[int]
     stt_seconds: float
     llm_seconds: float
     tts_seconds: float
     animation_seconds: float
     total_seconds: float
-    def __init__(self, stt_seconds: _Optional[float] = ..., llm_seconds: _Optional[float] = ..., tts_seconds: _Optional[float] = ..., animation_seconds: _Optional[float] = ..., total_seconds: _Optional[float] = ...) -> None: ...
+    llm_first_token_seconds: float
+    tts_first_byte_seconds: float
+    voice_to_first_audio_seconds: float
+    def __init__(self, stt_seconds: _Optional[float] = ..., llm_seconds: _Optional[float] = ..., tts_seconds: _Optional[float] = ..., animation_seconds: _Optional[float] = ..., total_seconds: _Optional[float] = ..., llm_first_token_seconds: _Optional[float] = ..., tts_first_byte_seconds: _Optional[float] = ..., voice_to_first_audio_seconds: _Optional[float] = ...) -> None: ...
 
 class InteractResponse(_message.Message):
     __slots__ = ("transcription", "reply_text", "audio", "video", "animation", "timings", "session_id", "turn_id", "language")
@@ -127,20 +133,26 @@ class AudioFormat(_message.Message):
     def __init__(self, encoding: _Optional[_Union[AudioEncoding, str]] = ..., sample_rate_hertz: _Optional[int] = ...) -> None: ...
 
 class ConverseConfig(_message.Message):
-    __slots__ = ("session_id", "avatar_id", "language", "voice", "input_format", "outputs")
+    __slots__ = ("session_id", "avatar_id", "language", "voice", "input_format", "outputs", "barge_in", "end_silence_ms", "interim_results")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     AVATAR_ID_FIELD_NUMBER: _ClassVar[int]
     LANGUAGE_FIELD_NUMBER: _ClassVar[int]
     VOICE_FIELD_NUMBER: _ClassVar[int]
     INPUT_FORMAT_FIELD_NUMBER: _ClassVar[int]
     OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    BARGE_IN_FIELD_NUMBER: _ClassVar[int]
+    END_SILENCE_MS_FIELD_NUMBER: _ClassVar[int]
+    INTERIM_RESULTS_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     avatar_id: str
     language: str
     voice: str
     input_format: AudioFormat
     outputs: OutputOptions
-    def __init__(self, session_id: _Optional[str] = ..., avatar_id: _Optional[str] = ..., language: _Optional[str] = ..., voice: _Optional[str] = ..., input_format: _Optional[_Union[AudioFormat, _Mapping]] = ..., outputs: _Optional[_Union[OutputOptions, _Mapping]] = ...) -> None: ...
+    barge_in: bool
+    end_silence_ms: int
+    interim_results: bool
+    def __init__(self, session_id: _Optional[str] = ..., avatar_id: _Optional[str] = ..., language: _Optional[str] = ..., voice: _Optional[str] = ..., input_format: _Optional[_Union[AudioFormat, _Mapping]] = ..., outputs: _Optional[_Union[OutputOptions, _Mapping]] = ..., barge_in: _Optional[bool] = ..., end_silence_ms: _Optional[int] = ..., interim_results: _Optional[bool] = ...) -> None: ...
 
 class EndOfUtterance(_message.Message):
     __slots__ = ()

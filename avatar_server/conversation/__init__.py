@@ -1,0 +1,1 @@
+"""Live conversation (Converse): streaming turns with VAD, sentence-level TTS and barge-in."""

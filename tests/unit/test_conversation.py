@@ -1,0 +1,151 @@
+"""ConversationSession logic with fake engines: barge-in, memory, cleanup, endpointing."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from avatar_server.animation.animator import PortraitAnimator
+from avatar_server.conversation.events import AudioChunkEvent, Event, ReplyDelta, TurnCompleted
+from avatar_server.conversation.session import ConversationSession, SessionConfig
+from avatar_server.engines.llm.base import ChatMessage
+from avatar_server.engines.llm.reply import SentenceSplitter
+from avatar_server.engines.vad import Endpointer, SileroModel, VadEvent
+from avatar_server.errors import InvalidInput
+from avatar_server.personas import load_avatars
+from avatar_server.pipeline import Engines, Pipeline
+from avatar_server.settings import Settings
+from tests.unit.fakes import FakeLLM, FakeSTT, FakeTTS
+
+
+class SlowLLM(FakeLLM):
+    """Yields a sentence every few tokens, slowly, and records how far it got."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.produced = 0
+        self.finished = threading.Event()
+
+    def stream(self, messages: list[ChatMessage], *, max_tokens: int, temperature: float) -> Iterator[str]:
+        self.seen.append(messages)
+        try:
+            for k in range(200):
+                time.sleep(0.02)
+                self.produced += 1
+                yield f" word{k}." if k % 3 == 2 else f" word{k}"
+        finally:
+            self.finished.set()
+
+
+@pytest.fixture(scope="module")
+def vad() -> SileroModel:
+    return SileroModel()
+
+
+def make_pipeline(vad: SileroModel, llm: FakeLLM) -> Pipeline:
+    settings = Settings(reply_max_sentences=50, reply_max_chars=10_000)
+    avatars = load_avatars(settings.avatars_dir)
+    engines = Engines(
+        stt=FakeSTT("hello there"),
+        llm=llm,
+        tts={"piper": FakeTTS("piper", ("en-us",)), "espeak": FakeTTS("espeak", ("en-us", "uk"))},
+        fallback_tts="espeak",
+        animator=PortraitAnimator(avatars, video_fps=25, video_size=128),
+        vad=vad,
+    )
+    return Pipeline(settings, engines, avatars)
+
+
+async def next_event(session: ConversationSession, kind: type) -> Event:  # type: ignore[type-arg]
+    while True:
+        event = await asyncio.wait_for(session.events.get(), 10)
+        assert event is not None
+        if isinstance(event, kind):
+            return event
+
+
+async def test_interrupt_stops_generation_and_memory_keeps_only_what_was_said(vad: SileroModel) -> None:
+    llm = SlowLLM()
+    pipeline = make_pipeline(vad, llm)
+    tasks_before = len(asyncio.all_tasks())
+    session = ConversationSession(pipeline, SessionConfig(session_id="s1"))
+    await session.text("talk")
+    chunk = await next_event(session, AudioChunkEvent)
+    t0 = time.perf_counter()
+    await session.interrupt()
+    assert time.perf_counter() - t0 < 0.1  # the turn is stopped within 100 ms
+    assert llm.finished.wait(1.0), "the LLM thread kept generating"
+    produced = llm.produced
+    await asyncio.sleep(0.3)
+    assert llm.produced == produced
+    history = pipeline.memory.history("s1")
+    assert len(history) == 1 and history[0].user == "talk"
+    spoken = history[0].assistant
+    assert spoken.startswith("word0 word1 word2.") and len(spoken.split(".")) <= 4  # not the whole reply
+    assert session.is_cancelled(chunk.turn_id)
+    await session.close()
+    assert len(asyncio.all_tasks()) == tasks_before
+
+
+async def test_close_cancels_everything_and_leaks_nothing(vad: SileroModel) -> None:
+    llm = SlowLLM()
+    pipeline = make_pipeline(vad, llm)
+    tasks_before = len(asyncio.all_tasks())
+    threads_before = {t.name for t in threading.enumerate() if not t.name.startswith("asyncio_")}
+    session = ConversationSession(pipeline, SessionConfig())
+    await session.text("talk")
+    await next_event(session, ReplyDelta)
+    await session.close()
+    assert llm.finished.wait(1.0)
+    assert len(asyncio.all_tasks()) == tasks_before
+    assert {t.name for t in threading.enumerate() if not t.name.startswith("asyncio_")} == threads_before
+
+
+async def test_finish_lets_the_turn_complete(vad: SileroModel) -> None:
+    pipeline = make_pipeline(vad, FakeLLM("One. Two."))
+    session = ConversationSession(pipeline, SessionConfig())
+    await session.text("hi")
+    await session.finish()
+    events = []
+    while (e := session.events.get_nowait()) is not None:
+        events.append(e)
+    done = events[-1]
+    assert isinstance(done, TurnCompleted) and done.reply_text == "One. Two."
+
+
+def test_config_is_validated(vad: SileroModel) -> None:
+    pipeline = make_pipeline(vad, FakeLLM())
+    with pytest.raises(InvalidInput, match="Unknown avatar"):
+        ConversationSession(pipeline, SessionConfig(avatar_id="zed"))
+    with pytest.raises(InvalidInput, match="Unsupported audio encoding"):
+        ConversationSession(pipeline, SessionConfig(encoding="mp3"))
+
+
+def test_endpointer_hysteresis() -> None:
+    ep = Endpointer(end_silence_ms=96, min_speech_ms=64)
+    events = [ep.push(p) for p in [0.1, 0.9, 0.9, 0.9, 0.1, 0.9, 0.1, 0.1, 0.1, 0.1]]
+    assert [e for e in events if e] == [
+        VadEvent.SPEECH_STARTED,
+        VadEvent.PAUSE,
+        VadEvent.RESUMED,
+        VadEvent.PAUSE,
+        VadEvent.SPEECH_ENDED,
+    ]
+
+
+def test_silero_stream_hears_a_tone_burst_as_non_speech_and_silence_as_silence(vad: SileroModel) -> None:
+    stream = vad.stream()
+    probs = stream.process(np.zeros(16000, np.float32))
+    assert len(probs) == 16000 // 512 and max(probs) < 0.2
+
+
+def test_sentence_splitter() -> None:
+    s = SentenceSplitter()
+    assert s.feed("Hello") == [] and s.feed(" there. How") == ["Hello there."]
+    assert s.feed(" are you? I") == ["How are you?"]
+    assert s.flush() == "I"
