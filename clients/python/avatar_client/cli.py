@@ -89,7 +89,8 @@ def _describe(event: pb.ConverseResponse) -> str:
     if kind == "turn_completed":
         t = event.turn_completed.timings
         return (
-            f"reply: {event.turn_completed.reply_text!r} | voice-to-first-audio {t.voice_to_first_audio_seconds:.3f} s, "
+            f"reply: {event.turn_completed.reply_text!r} | "
+            f"voice-to-first-audio {t.voice_to_first_audio_seconds:.3f} s, "
             f"stt {t.stt_seconds:.3f} s, llm first token {t.llm_first_token_seconds:.3f} s, "
             f"tts first byte {t.tts_first_byte_seconds:.3f} s, total {t.total_seconds:.3f} s"
         )
