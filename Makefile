@@ -92,6 +92,7 @@ test: setup $(ARCTIC_WAV)
 bench: setup
 	$(BIN)/python bench/bench_interact.py
 	$(BIN)/python bench/bench_bridge.py
+	$(BIN)/python bench/bench_converse.py
 
 clean:
 	rm -rf $(STAMPS) $(VENV) node_modules clients/web/node_modules clients/web/dist tests/.data tests/artifacts .pytest_cache

@@ -52,6 +52,7 @@ class Pipeline:
             ttl_seconds=settings.memory_ttl_seconds,
             max_sessions=settings.memory_max_sessions,
         )
+        self.active_turns = 0  # live turns generating right now, across sessions
         if settings.default_avatar not in avatars:
             raise ValueError(f"default avatar {settings.default_avatar!r} is not among {sorted(avatars)}")
 

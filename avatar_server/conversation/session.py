@@ -34,7 +34,7 @@ from avatar_server.conversation.events import (
 )
 from avatar_server.domain import Outputs
 from avatar_server.engines.llm.base import ChatMessage
-from avatar_server.engines.llm.reply import SentenceSplitter, build_messages
+from avatar_server.engines.llm.reply import SentenceSplitter, build_messages, ends_sentence
 from avatar_server.engines.tts.base import TextToSpeech
 from avatar_server.engines.vad import WINDOW, Endpointer, VadEvent
 from avatar_server.errors import AvatarError, InvalidInput
@@ -69,6 +69,10 @@ class _Turn:
     spoken: list[str] = field(default_factory=list)
     user_text: str = ""
     task: asyncio.Task[None] | None = None
+    # A turn started at the first pause is held back until the silence confirms the utterance ended.
+    confirmed: bool = True
+    held: list[Event] = field(default_factory=list)
+    timings: TurnTimings = field(default_factory=TurnTimings)
 
 
 class ConversationSession:
@@ -90,7 +94,8 @@ class ConversationSession:
         self._audio_base = 0
         self._utterance_start = 0
         self._next_turn_id = uuid.uuid4().hex
-        self._speculative: tuple[int, asyncio.Task[object]] | None = None
+        self._early: _Turn | None = None
+        self._early_end = 0
         self._pause_wall = 0.0
         self._current: _Turn | None = None
         self._cancelled: set[str] = set()
@@ -130,7 +135,8 @@ class ConversationSession:
         """Push-to-talk release: the utterance ends now, whatever the VAD thinks."""
         end = self._position()
         if self._endpointer.in_speech:
-            self._pause_wall = self._pause_wall if self._speculative else time.perf_counter()
+            self._pause_wall = time.perf_counter()
+            self._early_end = -1  # push-to-talk: everything up to now is the utterance
             self._finish_utterance(end)
         elif end - self._utterance_start > WINDOW and self._utterance_start < end and self._endpointer.windows:
             # Speech too short for the VAD to call it speech still counts when the client says it ended.
@@ -142,16 +148,28 @@ class ConversationSession:
         turn = self._current
         if turn is None:
             return
+        if not turn.confirmed:  # nothing of it was sent yet
+            self._drop_early_turn()
+            return
         self._cancelled.add(turn.id)
         turn.stop.set()
         if turn.task is not None:
             turn.task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await turn.task
+        # The interrupted turn's last event: what was said of it. Nothing of this turn follows.
+        if not self._closed:
+            self.events.put_nowait(
+                TurnCompleted(turn.id, turn.user_text, " ".join(turn.spoken), turn.timings, interrupted=True)
+            )
         log.info("turn %s interrupted after %d sentence(s)", turn.id, len(turn.spoken))
 
     def is_cancelled(self, turn_id: str) -> bool:
         return turn_id in self._cancelled
+
+    def deliverable(self, event: Event) -> bool:
+        """False for events of an interrupted turn still in the queue; its closing TurnCompleted goes out."""
+        return event.turn_id not in self._cancelled or (isinstance(event, TurnCompleted) and event.interrupted)
 
     async def finish(self) -> None:
         """The client sent everything: end a pending utterance, let the running turns finish, end the stream."""
@@ -164,9 +182,7 @@ class ConversationSession:
     async def close(self) -> None:
         """Cancel everything of this session (client cancel or disconnect)."""
         self._closed = True
-        if self._speculative is not None:
-            self._speculative[1].cancel()
-            self._speculative = None
+        self._drop_early_turn()
         for task in list(self._tasks):
             task.cancel()
         if self._current is not None:
@@ -196,25 +212,34 @@ class ConversationSession:
             if self.config.barge_in and self._current is not None:
                 await self.interrupt()
         elif event is VadEvent.PAUSE:
-            # Start transcribing at the first silence: if the person does not go on, the result is ready sooner.
+            # Start the turn at the first silence, held back until the silence lasts: if the person does
+            # not go on, transcript and reply are under way (or ready) when the utterance is confirmed.
             self._pause_wall = time.perf_counter()
             end = ep.speech_end_window * WINDOW + _TAIL
-            audio = self._slice(self._utterance_start, end)
-            task = asyncio.ensure_future(asyncio.to_thread(self._transcribe, audio))
-            self._speculative = (end, task)
+            turn = _Turn(self._next_turn_id, self._pause_wall, confirmed=False)
+            self._early = turn
+            self._early_end = end
+            self._start_turn(turn, audio=self._slice(self._utterance_start, end))
         elif event is VadEvent.RESUMED:
-            self._speculative = None  # the person went on; that early transcript is stale
+            self._drop_early_turn()
         elif event is VadEvent.SPEECH_ENDED:
             self._finish_utterance(ep.speech_end_window * WINDOW + _TAIL)
 
     def _finish_utterance(self, end: int) -> None:
-        turn_id = self._take_turn_id()
-        self._emit(SpeechEnded(turn_id, end / STT_SAMPLE_RATE))
-        audio = self._slice(self._utterance_start, end)
-        speculative = self._speculative[1] if self._speculative and self._speculative[0] == end else None
-        self._speculative = None
+        early = self._early
+        if early is not None and self._early_end == end:
+            self._early = None
+            turn_id = self._take_turn_id()
+            assert turn_id == early.id
+            self._emit(SpeechEnded(turn_id, end / STT_SAMPLE_RATE))
+            self._confirm(early)
+        else:
+            self._drop_early_turn()
+            turn_id = self._take_turn_id()
+            self._emit(SpeechEnded(turn_id, end / STT_SAMPLE_RATE))
+            audio = self._slice(self._utterance_start, end)
+            self._start_turn(_Turn(turn_id, self._pause_wall or time.perf_counter()), audio=audio)
         self._utterance_start = end
-        self._start_turn(_Turn(turn_id, self._pause_wall or time.perf_counter()), audio=audio, early=speculative)
 
     def _take_turn_id(self) -> str:
         turn_id, self._next_turn_id = self._next_turn_id, uuid.uuid4().hex
@@ -226,9 +251,31 @@ class ConversationSession:
         if event.turn_id not in self._cancelled and not self._closed:
             self.events.put_nowait(event)
 
-    def _start_turn(
-        self, turn: _Turn, *, audio: npt.NDArray[np.float32] | None, early: asyncio.Task[object] | None = None
-    ) -> None:
+    def _emit_turn(self, turn: _Turn, event: Event) -> None:
+        if not turn.confirmed:
+            turn.held.append(event)
+            return
+        if isinstance(event, AudioChunkEvent) and not turn.timings.voice_to_first_audio:
+            turn.timings.voice_to_first_audio = time.perf_counter() - turn.speech_end_wall
+        self._emit(event)
+
+    def _confirm(self, turn: _Turn) -> None:
+        turn.confirmed = True
+        held, turn.held = turn.held, []
+        for event in held:
+            self._emit_turn(turn, event)
+
+    def _drop_early_turn(self) -> None:
+        """The person went on speaking: the turn started at the pause never happened."""
+        turn, self._early = self._early, None
+        if turn is not None:
+            turn.stop.set()
+            if turn.task is not None:
+                turn.task.cancel()
+            if self._current is turn:
+                self._current = None
+
+    def _start_turn(self, turn: _Turn, *, audio: npt.NDArray[np.float32] | None) -> None:
         previous = self._current.task if self._current else None
 
         async def run() -> None:
@@ -237,7 +284,7 @@ class ConversationSession:
                     await asyncio.shield(previous)
             self._current = turn
             try:
-                await self._run_turn(turn, audio, early)
+                await self._run_turn(turn, audio)
             finally:
                 if self._current is turn:
                     self._current = None
@@ -252,28 +299,26 @@ class ConversationSession:
         language = self.config.language.split("-")[0] or None
         return self.pipeline.engines.stt.transcribe(audio, language=language)
 
-    async def _run_turn(
-        self, turn: _Turn, audio: npt.NDArray[np.float32] | None, early: asyncio.Task[object] | None
-    ) -> None:
+    async def _run_turn(self, turn: _Turn, audio: npt.NDArray[np.float32] | None) -> None:
         started = time.perf_counter()
-        timings = TurnTimings()
+        timings = turn.timings
         language = self.config.language.lower()
         try:
             if audio is not None:
                 t0 = time.perf_counter()
-                transcript = await early if early is not None else await asyncio.to_thread(self._transcribe, audio)
+                transcript = await asyncio.to_thread(self._transcribe, audio)
                 timings.stt = time.perf_counter() - t0
                 turn.user_text = str(getattr(transcript, "text", "")).strip()
                 if not turn.user_text:
                     raise InvalidInput("No speech was recognized in the audio.")
                 language = language or str(getattr(transcript, "language", "en"))
-                self._emit(TranscriptEvent(turn.id, turn.user_text, True))
+                self._emit_turn(turn, TranscriptEvent(turn.id, turn.user_text, True))
             else:
                 language = language or self.pipeline.text_language(turn.user_text, self.avatar)
-                self._emit(TranscriptEvent(turn.id, turn.user_text, True))
+                self._emit_turn(turn, TranscriptEvent(turn.id, turn.user_text, True))
             await self._reply(turn, language, timings)
             timings.total = time.perf_counter() - started
-            self._emit(TurnCompleted(turn.id, turn.user_text, " ".join(turn.spoken), timings))
+            self._emit_turn(turn, TurnCompleted(turn.id, turn.user_text, " ".join(turn.spoken), timings))
             log.info(
                 "converse turn %s session=%s stt=%.3fs llm_first=%.3fs tts_first=%.3fs v2fa=%.3fs total=%.3fs",
                 turn.id,
@@ -285,18 +330,25 @@ class ConversationSession:
                 timings.total,
             )
         except AvatarError as exc:
-            self._emit(ErrorEvent(turn.id, exc.code.value, exc.message))
+            self._emit_turn(turn, ErrorEvent(turn.id, exc.code.value, exc.message))
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             log.exception("converse turn %s failed", turn.id)
-            self._emit(ErrorEvent(turn.id, "INTERNAL", f"The turn failed: {exc}"))
+            self._emit_turn(turn, ErrorEvent(turn.id, "INTERNAL", f"The turn failed: {exc}"))
         finally:
             turn.stop.set()
-            if turn.user_text and turn.spoken:  # memory keeps only what was actually said
+            if turn.confirmed and turn.user_text and turn.spoken:  # memory keeps only what was actually said
                 self.pipeline.memory.add(self.session_id, Exchange(turn.user_text, " ".join(turn.spoken)))
 
     async def _reply(self, turn: _Turn, language: str, timings: TurnTimings) -> None:
+        self.pipeline.active_turns += 1
+        try:
+            await self._reply_streaming(turn, language, timings)
+        finally:
+            self.pipeline.active_turns -= 1
+
+    async def _reply_streaming(self, turn: _Turn, language: str, timings: TurnTimings) -> None:
         p = self.pipeline
         s = p.settings
         outputs = self.config.outputs
@@ -312,7 +364,10 @@ class ConversationSession:
         speaker = (
             asyncio.create_task(self._speak(turn, sentences, engine, voice, language, timings)) if speaking else None
         )
-        splitter, count, chars = SentenceSplitter(), 0, 0
+        # Alone, the first clause is spoken as soon as it is written; under load whole sentences keep
+        # each session's audio continuous (a short first chunk leaves little time to make the next).
+        busy = p.active_turns > 1
+        splitter, count, chars, capped = SentenceSplitter(first_clause_words=0 if busy else 8), 0, 0, False
         t0 = time.perf_counter()
         try:
             while (delta := await tokens.get()) is not None:
@@ -320,18 +375,19 @@ class ConversationSession:
                     continue  # drain what the thread already produced
                 if not timings.llm_first_token:
                     timings.llm_first_token = time.perf_counter() - t0
-                self._emit(ReplyDelta(turn.id, delta))
+                self._emit_turn(turn, ReplyDelta(turn.id, delta))
                 chars += len(delta)
                 for sentence in splitter.feed(delta):
-                    count += 1
+                    count += ends_sentence(sentence)
                     if speaker is not None:
                         sentences.put_nowait(sentence)
                     else:
                         turn.spoken.append(sentence)
                 if count >= s.reply_max_sentences or chars > s.reply_max_chars + 40:
+                    capped = chars > s.reply_max_chars + 40
                     turn.stop.set()
             rest = splitter.flush()
-            if rest and count < s.reply_max_sentences:
+            if rest and count < s.reply_max_sentences and not capped:  # a cut-off fragment is not spoken
                 (sentences.put_nowait if speaker is not None else turn.spoken.append)(rest)
             timings.llm = time.perf_counter() - t0
             sentences.put_nowait(None)
@@ -391,7 +447,7 @@ class ConversationSession:
         while (item := await segments.get()) is not None:
             speech, track, clock = item
             mp4, seconds = await asyncio.to_thread(animator.video, self.avatar.id, speech, track)  # type: ignore[arg-type]
-            self._emit(VideoSegmentEvent(turn.id, mp4, seconds, clock))
+            self._emit_turn(turn, VideoSegmentEvent(turn.id, mp4, seconds, clock))
 
     async def _speak_sentences(
         self,
@@ -416,11 +472,9 @@ class ConversationSession:
             track = await asyncio.to_thread(animator.track, speech, sentence)
             timings.animation += time.perf_counter() - t0
             if outputs.animation:  # the frames go out no later than the audio they belong to
-                self._emit(AnimationFramesEvent(turn.id, track, clock))
+                self._emit_turn(turn, AnimationFramesEvent(turn.id, track, clock))
             if outputs.audio:
-                self._emit(AudioChunkEvent(turn.id, to_pcm16(speech.samples), speech.sample_rate, clock))
-            if not timings.voice_to_first_audio:
-                timings.voice_to_first_audio = time.perf_counter() - turn.speech_end_wall
+                self._emit_turn(turn, AudioChunkEvent(turn.id, to_pcm16(speech.samples), speech.sample_rate, clock))
             turn.spoken.append(sentence)
             if outputs.video:
                 segments.put_nowait((speech, track, clock))

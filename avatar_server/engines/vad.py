@@ -74,6 +74,7 @@ class Endpointer:
 
     end_silence_ms: int = 400
     min_speech_ms: int = 160
+    pause_ms: int = 64  # a dip shorter than this inside a word is not a pause
     start_threshold: float = 0.5
     end_threshold: float = 0.35
 
@@ -106,9 +107,9 @@ class Endpointer:
             return None
         if prob < self.end_threshold:
             self._silence_run += 1
-            if self._silence_run == 1:
+            if self._silence_run == max(1, round(self.pause_ms / self.window_ms)):
                 self._paused = True
-                self.speech_end_window = self.windows - 1
+                self.speech_end_window = self.windows - self._silence_run
                 return VadEvent.PAUSE
             if self._silence_run * self.window_ms >= self.end_silence_ms:
                 self.in_speech = False

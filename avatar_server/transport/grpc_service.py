@@ -99,7 +99,7 @@ class AvatarService(pb_grpc.AvatarServiceServicer):  # type: ignore[misc]
         reader = asyncio.create_task(_read_client(request_iterator, session, failure))
         try:
             while (event := await session.events.get()) is not None:
-                if not session.is_cancelled(event.turn_id):
+                if session.deliverable(event):
                     yield convert.converse_event(event, session.session_id)
             if failure:
                 await context.abort(STATUS[failure[0].code], failure[0].message)

@@ -54,3 +54,15 @@ def test_face_mode_moves_with_the_reply_audio(bridge: BridgeProcess, clips: dict
     result = run_browser(bridge, clips["espeak"], 0, "face")
     assert str(result["transcription"]).endswith("Who are you?")
     assert int(str(result["distinctFaceFrames"])) >= 4, result  # the canvas face is animated, not still
+
+
+def test_live_conversation_in_the_browser_with_interrupt(bridge: BridgeProcess, clips: dict[str, Clip]) -> None:
+    clip = clips["espeak"]
+    result = run_browser(bridge, clip, 0, "live")
+    assert result["stateWhileListening"] == "Listening…"
+    heard = str(result["transcription"]).removeprefix("You:").strip()
+    assert word_error_rate(clip.text, heard) <= 0.2, heard
+    assert len(str(result["reply"]).removeprefix("Avatar:").strip()) > 2
+    assert int(str(result["distinctFaceFrames"])) >= 3, result  # the face moves with the streamed audio
+    assert int(str(result["stopMs"])) < 1000, result  # playback stops at once on interrupt
+    assert result["chunksAfterInterrupt"] == 0, result  # and nothing more of that reply arrives

@@ -127,7 +127,7 @@ def test_config_is_validated(vad: SileroModel) -> None:
 
 
 def test_endpointer_hysteresis() -> None:
-    ep = Endpointer(end_silence_ms=96, min_speech_ms=64)
+    ep = Endpointer(end_silence_ms=96, min_speech_ms=64, pause_ms=32)
     events = [ep.push(p) for p in [0.1, 0.9, 0.9, 0.9, 0.1, 0.9, 0.1, 0.1, 0.1, 0.1]]
     assert [e for e in events if e] == [
         VadEvent.SPEECH_STARTED,
@@ -149,3 +149,10 @@ def test_sentence_splitter() -> None:
     assert s.feed("Hello") == [] and s.feed(" there. How") == ["Hello there."]
     assert s.feed(" are you? I") == ["How are you?"]
     assert s.flush() == "I"
+
+
+def test_a_short_dip_is_not_a_pause() -> None:
+    ep = Endpointer(end_silence_ms=320, min_speech_ms=64, pause_ms=64)
+    events = [ep.push(p) for p in [0.9, 0.9, 0.1, 0.9, 0.1, 0.1, 0.9]]
+    assert [e for e in events if e] == [VadEvent.SPEECH_STARTED, VadEvent.PAUSE, VadEvent.RESUMED]
+    assert ep.speech_end_window == 4  # the pause began at the first silent window

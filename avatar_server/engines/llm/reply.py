@@ -56,19 +56,43 @@ def collect_reply(deltas: Iterator[str], *, max_sentences: int, max_chars: int) 
 
 
 class SentenceSplitter:
-    """Feed text deltas; get back each sentence as soon as it is complete (for sentence-level TTS)."""
+    """Feed text deltas; get back each sentence as soon as it is complete (for sentence-level TTS).
 
-    def __init__(self) -> None:
+    With `first_clause_words`, the reply's first piece may end at a comma once it has that many words:
+    the first audio then waits for a clause, not for a long sentence.
+    """
+
+    _CLAUSE = re.compile(r"(?<=[,;:])\s+")
+
+    def __init__(self, first_clause_words: int = 0) -> None:
         self._buffer = ""
+        self._first_clause_words = first_clause_words
+        self._emitted = False
 
     def feed(self, delta: str) -> list[str]:
         self._buffer += delta
         parts = _SENTENCE_END.split(self._buffer)
         if len(parts) == 1:
-            return []
+            return self._first_clause()
         self._buffer = parts[-1]
-        return [" ".join(p.split()) for p in parts[:-1] if p.strip()]
+        out = [" ".join(p.split()) for p in parts[:-1] if p.strip()]
+        self._emitted = self._emitted or bool(out)
+        return out
+
+    def _first_clause(self) -> list[str]:
+        if self._emitted or not self._first_clause_words:
+            return []
+        pieces = self._CLAUSE.split(self._buffer, maxsplit=1)
+        if len(pieces) == 2 and len(pieces[0].split()) >= self._first_clause_words:
+            self._emitted = True
+            self._buffer = pieces[1]
+            return [" ".join(pieces[0].split())]
+        return []
 
     def flush(self) -> str:
         rest, self._buffer = " ".join(self._buffer.split()), ""
         return _ROLE_LEAK.sub("", rest)
+
+
+def ends_sentence(text: str) -> bool:
+    return text.rstrip().rstrip("\"'”»)").endswith((".", "!", "?", "…", "。", "！", "？"))

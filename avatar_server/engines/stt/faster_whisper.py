@@ -56,7 +56,7 @@ class FasterWhisperSTT:
         always over a 30 s window. CTranslate2's encoder also takes shorter windows (like whisper.cpp's
         audio_ctx): a 10 s window costs about a third of the 30 s one (0.38 s vs 1.2 s for Whisper base
         on 2 cores) with the same transcripts on our clips. A decode that looks degenerate (a repetition
-        loop, far too many tokens for the audio) is redone over the full window.
+        loop, far too many tokens for the audio) is decoded again without repeats, then over the full window.
         """
         import math
 
@@ -67,43 +67,50 @@ class FasterWhisperSTT:
         n = features.shape[-1]
         full = model.feature_extractor.nb_max_frames
         frames = min(full, max(self._min_window_frames, math.ceil((n + 100) / 100) * 100))
-        text, lang, probability, tokens = self._decode(pad_or_trim(features[:, :frames], frames), language, samples)
+        encoder_output = model.encode(pad_or_trim(features[:, :frames], frames))
+        language, probability = self._language(encoder_output, language)
         seconds = len(samples) / 16000
-        if frames < full and (tokens > 12 * seconds + 12 or _repetitive(text)):
-            text, lang, probability, _ = self._decode(pad_or_trim(features[:, :full], full), language, samples)
-        return Transcript(text=text, language=lang, language_probability=probability)
+        text, tokens = self._generate(encoder_output, language, seconds)
+        if frames < full and _degenerate(text, tokens, seconds):
+            # Short clips over a short window sometimes loop ("Front Front Front ..."): decoding the same
+            # encoder output again without repeats costs a few ms; the full window is the last resort.
+            text, tokens = self._generate(encoder_output, language, seconds, no_repeat_ngram_size=2)
+            if _degenerate(text, tokens, seconds):
+                encoder_output = model.encode(pad_or_trim(features[:, :full], full))
+                text, tokens = self._generate(encoder_output, language, seconds)
+        return Transcript(text=text, language=language, language_probability=probability)
 
-    def _decode(
-        self, features: npt.NDArray[np.float32], language: str | None, samples: npt.NDArray[np.float32]
-    ) -> tuple[str, str, float, int]:
+    def _language(self, encoder_output: object, language: str | None) -> tuple[str, float]:
+        if language:
+            return language, 1.0
+        token, probability = self._model.model.detect_language(encoder_output)[0][0]
+        return str(token)[2:-2], float(probability)
+
+    def _generate(self, encoder_output: object, language: str, seconds: float, **options: int) -> tuple[str, int]:
         from faster_whisper.tokenizer import Tokenizer
         from faster_whisper.transcribe import get_suppressed_tokens
 
         model = self._model
-        encoder_output = model.encode(features)
-        probability = 1.0
-        if language is None:
-            token, probability = model.model.detect_language(encoder_output)[0][0]
-            language = token[2:-2]
         tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language=language)
         prompt = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
         result = model.model.generate(
             encoder_output,
             [prompt],
             beam_size=self._beam_size,
-            max_length=min(model.max_length, 16 + int(16 * len(samples) / 16000)),
+            max_length=min(model.max_length, 16 + int(16 * seconds)),
             return_scores=True,
             return_no_speech_prob=True,
             suppress_blank=True,
             suppress_tokens=get_suppressed_tokens(tokenizer, [-1]),
+            **options,
         )[0]
         tokens = [t for t in result.sequences_ids[0] if t < tokenizer.eot]
-        text = tokenizer.decode(tokens).strip()
+        text = str(tokenizer.decode(tokens)).strip()
         avg_logprob = result.scores[0] / max(1, len(tokens) + 1)
         # Whisper's own silence rule: likely no speech and an unsure decode means nothing was said.
         if (result.no_speech_prob > 0.6 and avg_logprob < -1.0) or not any(c.isalnum() for c in text):
             text = ""  # punctuation alone ("...") is what Whisper writes for silence
-        return text, language, float(probability), len(tokens)
+        return text, len(tokens)
 
     def _transcribe_long(self, samples: npt.NDArray[np.float32], language: str | None) -> Transcript:
         segments, info = self._model.transcribe(
@@ -120,7 +127,8 @@ class FasterWhisperSTT:
         return Transcript(text=text, language=info.language, language_probability=info.language_probability)
 
 
-def _repetitive(text: str) -> bool:
-    """A decode stuck in a loop repeats the same few words over and over."""
+def _degenerate(text: str, tokens: int, seconds: float) -> bool:
+    """A decode stuck in a loop repeats the same few words, or has far more tokens than the audio can hold."""
     words = text.lower().split()
-    return len(words) >= 8 and len(set(words)) / len(words) < 0.3
+    looping = len(words) >= 6 and len(set(words)) / len(words) < 0.4
+    return looping or tokens > 12 * seconds + 12

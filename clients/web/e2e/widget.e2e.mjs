@@ -22,22 +22,63 @@ const browser = await chromium.launch({
   ],
 });
 const result = { console: [] };
+class Done extends Error {}
 try {
   const page = await browser.newPage();
   page.on("console", (m) => result.console.push(`${m.type()}: ${m.text()}`));
   page.on("pageerror", (e) => result.console.push(`pageerror: ${e.message}`));
   await page.goto(mode === "face" ? `${baseUrl}/?video=0` : baseUrl);
   await page.getByTestId("record").waitFor();
-  if (mode === "voice") {
+  if (mode === "live") {
+    await page.getByTestId("live-start").click();
+    await page.getByTestId("live-stop").waitFor();
+    result.stateWhileListening = await page.getByTestId("state").textContent();
+    await page.locator('[data-role="avatar"]').first().waitFor({ timeout: 90_000 });
+    await page.waitForFunction(() => document.querySelector('[data-testid="state"]').textContent === "Speaking", null, {
+      timeout: 30_000,
+    });
+    result.transcription = await page.locator('[data-role="user"]').first().textContent();
+    const hashes = new Set();
+    for (let i = 0; i < 8; i++) {
+      hashes.add(
+        await page.evaluate(() => {
+          const c = document.querySelector('[data-testid="avatar-face"]');
+          const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+          let h = 0;
+          for (let k = 0; k < d.length; k += 97) h = (h * 31 + d[k]) >>> 0;
+          return h;
+        }),
+      );
+      await page.waitForTimeout(60);
+    }
+    result.distinctFaceFrames = hashes.size;
+    await page.screenshot({ path: screenshot, fullPage: true });
+    // Interrupt: playback stops at once and nothing more of that reply arrives.
+    const chunks = () => page.evaluate(() => Number(document.querySelector('[data-testid="avatar-face"]').dataset.chunks));
+    const t0 = Date.now();
+    await page.getByTestId("interrupt").click();
+    await page.waitForFunction(() => document.querySelector('[data-testid="state"]').textContent !== "Speaking", null, {
+      timeout: 5_000,
+    });
+    result.stopMs = Date.now() - t0;
+    const before = await chunks();
+    await page.waitForTimeout(2500);
+    result.chunksAfterInterrupt = (await chunks()) - before;
+    result.reply = await page.locator('[data-role="avatar"]').first().textContent();
+    result.state = await page.getByTestId("state").textContent();
+    await page.getByTestId("live-stop").click();
+    result.ok = true;
+  } else if (mode === "voice") {
     await page.getByTestId("record").click();
     await page.getByTestId("stop").waitFor();
     result.stateWhileRecording = await page.getByTestId("state").textContent();
     await page.waitForTimeout(Number(clipSeconds) * 1000 + 800);
     await page.getByTestId("stop").click();
-  } else {
+  } else if (mode === "face") {
     await page.getByTestId("text").fill("Who are you?");
     await page.getByTestId("send").click();
   }
+  if (mode === "live") throw new Done();
   await page.locator('[data-role="avatar"]').first().waitFor({ timeout: 90_000 });
   result.transcription = await page.locator('[data-role="user"]').first().textContent();
   result.reply = await page.locator('[data-role="avatar"]').first().textContent();
@@ -74,8 +115,12 @@ try {
   await page.screenshot({ path: screenshot, fullPage: true });
   result.ok = true;
 } catch (err) {
-  result.ok = false;
+  if (err instanceof Done) {
+    // live mode finished its checks
+  } else {
+    result.ok = false;
   result.error = String(err);
+  }
 } finally {
   await browser.close();
 }

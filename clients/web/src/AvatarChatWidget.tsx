@@ -3,6 +3,7 @@ import { useCallback, useEffect, useRef, useState } from "react";
 import { absolute, ApiError, backendHealthy, interact, type InteractResult } from "./api";
 import { drawFace } from "./face";
 import { fallbackReply, recognitionAvailable, recognizeOnce, speak } from "./fallback";
+import { LiveSession, type LiveEvent } from "./live";
 import { Recorder } from "./recorder";
 import { loadTrack, sampleTrack, type AnimationTrack } from "./track";
 
@@ -12,6 +13,7 @@ export interface ChatEntry {
   role: "user" | "avatar";
   text: string;
   fallback?: boolean;
+  turnId?: string;
 }
 
 export interface AvatarChatWidgetProps {
@@ -53,6 +55,10 @@ export function AvatarChatWidget({
   const audioRef = useRef<HTMLAudioElement>(null);
   const canvasRef = useRef<HTMLCanvasElement>(null);
   const track = useRef<AnimationTrack | null>(null);
+  const live = useRef<LiveSession | null>(null);
+  const [liveOn, setLiveOn] = useState(false);
+  const [bargeIn, setBargeIn] = useState(false);
+  const [liveChunks, setLiveChunks] = useState(0);
 
   useEffect(() => {
     let cancelled = false;
@@ -66,20 +72,28 @@ export function AvatarChatWidget({
 
   // Draw the canvas face in step with the reply audio when there is no video.
   useEffect(() => {
-    if (video) return;
+    if (video && !liveOn) return;
     let frame = 0;
     const tick = () => {
       const canvas = canvasRef.current;
-      const ctx = canvas?.getContext("2d");
+      const ctx = canvas?.getContext("2d", { willReadFrequently: true });
       if (canvas && ctx) {
-        const t = audioRef.current && !audioRef.current.paused ? audioRef.current.currentTime : -1;
-        drawFace(ctx, track.current && t >= 0 ? sampleTrack(track.current, t) : {}, canvas.width);
+        if (live.current) {
+          drawFace(ctx, live.current.weightsNow(), canvas.width);
+          const speaking = live.current.speaking;
+          setState((s) => (speaking ? "speaking" : s === "speaking" ? "recording" : s));
+        } else {
+          const t = audioRef.current && !audioRef.current.paused ? audioRef.current.currentTime : -1;
+          drawFace(ctx, track.current && t >= 0 ? sampleTrack(track.current, t) : {}, canvas.width);
+        }
       }
       frame = requestAnimationFrame(tick);
     };
     frame = requestAnimationFrame(tick);
     return () => cancelAnimationFrame(frame);
-  }, [video]);
+  }, [video, liveOn]);
+
+  useEffect(() => () => live.current?.stop(), []);
 
   const fail = useCallback((message: string) => {
     setError(message);
@@ -159,7 +173,85 @@ export function AvatarChatWidget({
     const value = text.trim();
     if (!value) return;
     setText("");
+    if (live.current) {
+      live.current.sendText(value);
+      setState("thinking");
+      return;
+    }
     await send({ text: value });
+  };
+
+  const onLiveEvent = useCallback((event: LiveEvent) => {
+    switch (event.type) {
+      case "speech_started":
+        setState((s) => (s === "speaking" && !bargeIn ? s : "recording"));
+        break;
+      case "speech_ended":
+        setState("thinking");
+        break;
+      case "transcript":
+        if (event.is_final) setLog((l) => [...l, { role: "user", text: String(event.text), turnId: event.turn_id }]);
+        break;
+      case "reply_text_delta":
+        setLog((l) => {
+          const last = l[l.length - 1];
+          if (last && last.role === "avatar" && last.turnId === event.turn_id) {
+            return [...l.slice(0, -1), { ...last, text: last.text + String(event.text) }];
+          }
+          return [...l, { role: "avatar", text: String(event.text).trimStart(), turnId: event.turn_id }];
+        });
+        break;
+      case "audio_chunk":
+        setLiveChunks((n) => n + 1);
+        break;
+      case "turn_completed": {
+        const t = event.timings as Record<string, number>;
+        setTimings({ stt: t.stt, llm: t.llm, tts: t.tts, animation: 0, total: t.total });
+        break;
+      }
+      case "error":
+        setError(String(event.message));
+        break;
+    }
+    if (event.session_id) sessionId.current = event.session_id;
+  }, [bargeIn]);
+
+  const startLive = async () => {
+    setError("");
+    const session = new LiveSession(apiBase, { sessionId: sessionId.current, avatarId, language, bargeIn }, {
+      onEvent: onLiveEvent,
+      onClose: (reason) => {
+        if (live.current === session) {
+          live.current = null;
+          setLiveOn(false);
+          setState("idle");
+          if (reason && reason !== "closed") setError(reason);
+        }
+      },
+    });
+    try {
+      live.current = session;
+      await session.start();
+      setLiveOn(true);
+      setState("recording");
+    } catch (err) {
+      live.current = null;
+      session.stop();
+      fail(`Live conversation is not available: ${(err as Error).message}`);
+    }
+  };
+
+  const stopLive = () => {
+    const session = live.current;
+    live.current = null;
+    session?.stop();
+    setLiveOn(false);
+    setState("idle");
+  };
+
+  const interruptLive = () => {
+    live.current?.interrupt();
+    setState("recording");
   };
 
   const useFallback = async () => {
@@ -177,7 +269,7 @@ export function AvatarChatWidget({
     }
   };
 
-  const busy = state === "thinking" || state === "recording";
+  const busy = !liveOn && (state === "thinking" || state === "recording");
   return (
     <section className="avatar-widget" data-state={state} aria-label={title}>
       <header>
@@ -187,7 +279,7 @@ export function AvatarChatWidget({
         </span>
       </header>
       <div className="stage">
-        {video ? (
+        {video && !liveOn ? (
           <video
             ref={videoRef}
             data-testid="avatar-video"
@@ -198,7 +290,7 @@ export function AvatarChatWidget({
             onError={() => videoUrl && fail("The reply video could not be played.")}
           />
         ) : (
-          <canvas ref={canvasRef} data-testid="avatar-face" width={240} height={240} />
+          <canvas ref={canvasRef} data-testid="avatar-face" data-chunks={liveChunks} width={240} height={240} />
         )}
         <audio ref={audioRef} onEnded={() => setState("idle")} />
       </div>
@@ -223,13 +315,39 @@ export function AvatarChatWidget({
           </li>
         ))}
       </ol>
+      <div className="live-controls">
+        {liveOn ? (
+          <>
+            <button type="button" onClick={stopLive} data-testid="live-stop">
+              ■ End live
+            </button>
+            <button type="button" onClick={interruptLive} data-testid="interrupt" disabled={state !== "speaking"}>
+              Interrupt
+            </button>
+          </>
+        ) : (
+          <button type="button" onClick={startLive} data-testid="live-start" disabled={busy}>
+            ◉ Live conversation
+          </button>
+        )}
+        <label>
+          <input
+            type="checkbox"
+            checked={bargeIn}
+            onChange={(e) => setBargeIn(e.target.checked)}
+            disabled={liveOn}
+            data-testid="barge-in"
+          />{" "}
+          interrupt when I speak
+        </label>
+      </div>
       <div className="controls">
         {state === "recording" && recorder.current ? (
           <button type="button" onClick={stopRecording} data-testid="stop">
             ■ Stop and send
           </button>
         ) : (
-          <button type="button" onClick={startRecording} disabled={busy} data-testid="record">
+          <button type="button" onClick={startRecording} disabled={busy || liveOn} data-testid="record">
             ● Speak
           </button>
         )}

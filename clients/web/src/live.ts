@@ -1,0 +1,217 @@
+/** Live conversation over the bridge's WebSocket: microphone PCM16 up, events + PCM16 reply audio down. */
+
+import type { Weights } from "./track";
+
+export interface LiveEvent {
+  type: string;
+  turn_id: string;
+  session_id: string;
+  [key: string]: unknown;
+}
+
+export interface LiveOptions {
+  sessionId?: string;
+  avatarId?: string;
+  language?: string;
+  bargeIn?: boolean;
+}
+
+export interface LiveHandlers {
+  onEvent(event: LiveEvent): void;
+  onClose(reason: string): void;
+}
+
+interface Frames {
+  start: number; // AudioContext time of the turn's audio clock zero
+  fps: number;
+  names: string[];
+  times: number[];
+  frames: number[][];
+}
+
+export function websocketUrl(apiBase: string, location: Location): string {
+  const base = apiBase || `${location.protocol}//${location.host}`;
+  return `${base.replace(/^http/, "ws")}/api/v1/avatar/converse`;
+}
+
+/** Float32 [-1, 1] → little-endian PCM16. */
+export function toPcm16(input: Float32Array): ArrayBuffer {
+  const out = new Int16Array(input.length);
+  for (let i = 0; i < input.length; i++) {
+    const s = Math.max(-1, Math.min(1, input[i]));
+    out[i] = s < 0 ? s * 0x8000 : s * 0x7fff;
+  }
+  return out.buffer;
+}
+
+export function fromPcm16(data: ArrayBuffer): Float32Array<ArrayBuffer> {
+  const pcm = new Int16Array(data);
+  const out = new Float32Array(pcm.length);
+  for (let i = 0; i < pcm.length; i++) out[i] = pcm[i] / 0x8000;
+  return out;
+}
+
+/** The frame showing at audio-context time `now` among scheduled frame batches. */
+export function weightsAt(batches: Frames[], now: number): Weights {
+  for (let b = batches.length - 1; b >= 0; b--) {
+    const batch = batches[b];
+    const t = now - batch.start;
+    if (batch.times.length === 0 || t < batch.times[0] || t > batch.times[batch.times.length - 1] + 1 / batch.fps) continue;
+    let k = batch.times.length - 1;
+    while (k > 0 && batch.times[k] > t) k--;
+    const out: Weights = {};
+    batch.names.forEach((name, i) => (out[name] = batch.frames[k][i] ?? 0));
+    return out;
+  }
+  return {};
+}
+
+export class LiveSession {
+  private ws: WebSocket | null = null;
+  private input: AudioContext | null = null;
+  private output: AudioContext | null = null;
+  private stream: MediaStream | null = null;
+  private processor: ScriptProcessorNode | null = null;
+  private pendingChunk: LiveEvent | null = null;
+  private turnStart = new Map<string, number>();
+  private sources: AudioBufferSourceNode[] = [];
+  private frames: Frames[] = [];
+  private dropped = new Set<string>();
+  chunksPlayed = 0;
+
+  constructor(
+    private readonly apiBase: string,
+    private readonly options: LiveOptions,
+    private readonly handlers: LiveHandlers,
+  ) {}
+
+  async start(): Promise<void> {
+    this.stream = await navigator.mediaDevices.getUserMedia({
+      audio: { echoCancellation: true, noiseSuppression: true, channelCount: 1 },
+    });
+    this.input = new AudioContext();
+    this.output = new AudioContext();
+    const ws = new WebSocket(websocketUrl(this.apiBase, window.location));
+    ws.binaryType = "arraybuffer";
+    this.ws = ws;
+    await new Promise<void>((resolve, reject) => {
+      ws.onopen = () => resolve();
+      ws.onerror = () => reject(new Error("The live connection could not be opened."));
+    });
+    ws.send(
+      JSON.stringify({
+        type: "config",
+        sample_rate: this.input.sampleRate,
+        session_id: this.options.sessionId ?? "",
+        avatar_id: this.options.avatarId ?? "",
+        language: this.options.language ?? "",
+        barge_in: this.options.bargeIn ?? false,
+        outputs: ["audio", "animation"],
+      }),
+    );
+    ws.onmessage = (m) => this.onMessage(m.data as string | ArrayBuffer);
+    ws.onclose = (e) => this.handlers.onClose(e.reason || "closed");
+    const source = this.input.createMediaStreamSource(this.stream);
+    this.processor = this.input.createScriptProcessor(2048, 1, 1);
+    this.processor.onaudioprocess = (e) => {
+      if (ws.readyState === WebSocket.OPEN) ws.send(toPcm16(e.inputBuffer.getChannelData(0)));
+    };
+    source.connect(this.processor);
+    this.processor.connect(this.input.destination);
+  }
+
+  private onMessage(data: string | ArrayBuffer): void {
+    if (typeof data !== "string") {
+      const meta = this.pendingChunk;
+      this.pendingChunk = null;
+      if (meta && !this.dropped.has(meta.turn_id)) this.play(meta, data);
+      return;
+    }
+    const event = JSON.parse(data) as LiveEvent;
+    if (event.type === "audio_chunk") {
+      this.pendingChunk = event;
+    } else if (event.type === "animation_frames") {
+      const start = this.clockFor(event.turn_id);
+      this.frames.push({
+        start,
+        fps: Number(event.fps),
+        names: event.names as string[],
+        times: (event.times as number[]).map((t) => t),
+        frames: event.frames as number[][],
+      });
+    } else if (event.type === "speech_started" && this.options.bargeIn && this.sources.length) {
+      this.stopPlayback(); // the server interrupts the reply; stop hearing it at once
+    }
+    this.handlers.onEvent(event);
+  }
+
+  private clockFor(turnId: string): number {
+    let start = this.turnStart.get(turnId);
+    if (start === undefined) {
+      start = (this.output?.currentTime ?? 0) + 0.08; // a small lead so the first chunk is not late
+      this.turnStart.set(turnId, start);
+    }
+    return start;
+  }
+
+  private play(meta: LiveEvent, data: ArrayBuffer): void {
+    const ctx = this.output;
+    if (!ctx) return;
+    const samples = fromPcm16(data);
+    const buffer = ctx.createBuffer(1, samples.length, Number(meta.sample_rate));
+    buffer.copyToChannel(samples, 0);
+    const node = ctx.createBufferSource();
+    node.buffer = buffer;
+    node.connect(ctx.destination);
+    // Scheduled on the turn's clock: consecutive chunks play back to back, without gaps.
+    const when = Math.max(ctx.currentTime, this.clockFor(meta.turn_id) + Number(meta.start_seconds));
+    node.start(when);
+    node.onended = () => {
+      this.sources = this.sources.filter((s) => s !== node);
+    };
+    this.sources.push(node);
+    this.chunksPlayed += 1;
+  }
+
+  /** Whether reply audio is playing now. */
+  get speaking(): boolean {
+    return this.sources.length > 0;
+  }
+
+  /** Face weights for this instant of the reply audio. */
+  weightsNow(): Weights {
+    return this.output ? weightsAt(this.frames, this.output.currentTime) : {};
+  }
+
+  interrupt(): void {
+    for (const turnId of this.turnStart.keys()) this.dropped.add(turnId);
+    this.stopPlayback();
+    this.ws?.send(JSON.stringify({ type: "interrupt" }));
+  }
+
+  sendText(text: string): void {
+    this.ws?.send(JSON.stringify({ type: "text", text }));
+  }
+
+  private stopPlayback(): void {
+    for (const s of this.sources) {
+      try {
+        s.stop();
+      } catch {
+        // already stopped
+      }
+    }
+    this.sources = [];
+    this.frames = [];
+  }
+
+  stop(): void {
+    this.stopPlayback();
+    this.processor?.disconnect();
+    this.stream?.getTracks().forEach((t) => t.stop());
+    this.ws?.close();
+    void this.input?.close();
+    void this.output?.close();
+    this.ws = null;
+  }
+}
