@@ -9,7 +9,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from avatar_server.animation.animator import PortraitAnimator
+from avatar_server.animation.animator import Animator
 from avatar_server.domain import MediaFile, Timings, TurnRequest, TurnResult
 from avatar_server.engines.llm.base import ChatMessage, ChatModel
 from avatar_server.engines.llm.reply import build_messages, collect_reply
@@ -36,8 +36,9 @@ class Engines:
     llm: ChatModel
     tts: dict[str, TextToSpeech]  # by engine name; voice ids are "<engine>:<voice>"
     fallback_tts: str
-    animator: PortraitAnimator
+    animator: Animator
     vad: SileroModel | None = None  # for Converse's endpointing
+    primary_tts: str = ""  # speaks when the avatar's own voice is of an engine not loaded
 
 
 class Pipeline:
@@ -112,12 +113,15 @@ class Pipeline:
     # -- voices -----------------------------------------------------------------------------------
 
     def pick_voice(self, wanted: str, language: str) -> tuple[TextToSpeech, str]:
-        engine_name = wanted.split(":", 1)[0]
-        engine = self.engines.tts.get(engine_name)
+        engine = self.engines.tts.get(wanted.split(":", 1)[0])
         if engine is not None:
-            voices = [v for v in engine.capabilities.voices if v.id == wanted]
-            if voices and any(language_matches(language, lang) for lang in voices[0].languages):
-                return engine, wanted
+            candidates = [v for v in engine.capabilities.voices if v.id == wanted]
+        else:  # the avatar's voice is of an engine not loaded here (a GPU deployment): the primary engine speaks
+            engine = self.engines.tts[self.engines.primary_tts or next(iter(self.engines.tts))]
+            candidates = list(engine.capabilities.voices)
+        for voice in candidates:
+            if any(language_matches(language, lang) for lang in voice.languages):
+                return engine, voice.id
         # The selected voice lacks this language: speak it with the fallback engine's voice for it.
         fallback = self.engines.tts[self.engines.fallback_tts]
         for voice in fallback.capabilities.voices:

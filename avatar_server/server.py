@@ -13,7 +13,6 @@ from avatar.v1 import avatar_pb2_grpc as pb_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from avatar_server.animation.animator import PortraitAnimator
 from avatar_server.engines import factory
 from avatar_server.engines.vad import SileroModel
 from avatar_server.personas import load_avatars
@@ -30,15 +29,16 @@ def load_pipeline(settings: Settings) -> Pipeline:
     """Load every engine (blocking, seconds): done before the service reports SERVING."""
     avatars = load_avatars(settings.avatars_dir)
     t0 = time.perf_counter()
-    tts = {settings.tts_engine: factory.build_tts(settings.tts_engine)}
+    tts = {settings.tts_engine: factory.build_tts(settings.tts_engine, settings)}
     if settings.fallback_tts_engine not in tts:
-        tts[settings.fallback_tts_engine] = factory.build_tts(settings.fallback_tts_engine)
+        tts[settings.fallback_tts_engine] = factory.build_tts(settings.fallback_tts_engine, settings)
     engines = Engines(
         stt=factory.build_stt(settings),
         llm=factory.build_llm(settings),
         tts=tts,
         fallback_tts=settings.fallback_tts_engine,
-        animator=PortraitAnimator(avatars, video_fps=settings.video_fps, video_size=settings.video_size),
+        primary_tts=settings.tts_engine,
+        animator=factory.build_animator(settings, avatars),
         vad=SileroModel(),
     )
     log.info("engines loaded in %.1fs", time.perf_counter() - t0)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -21,7 +22,7 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 class Settings(BaseSettings):
     """Everything an operator can set. Environment variables win over the config file."""
 
-    model_config = SettingsConfigDict(env_prefix="AVATAR_", extra="forbid")
+    model_config = SettingsConfigDict(env_prefix="AVATAR_", extra="forbid", populate_by_name=True)
 
     config_file: Path | None = Field(default=None, description="YAML or TOML file with these settings")
     host: str = "127.0.0.1"
@@ -37,9 +38,9 @@ class Settings(BaseSettings):
 
     # Model files. Bundled models are assembled under models_dir on first start.
     models_dir: Path = Path.home() / ".cache" / "talking-avatar" / "models"
-    whisper_model: str = "base"
-    whisper_device: str = "cpu"
-    whisper_compute_type: str = "int8"
+    whisper_model: str = Field(default="base", validation_alias=AliasChoices("AVATAR_WHISPER_MODEL", "WHISPER_MODEL"))
+    whisper_device: str = "cpu"  # or "cuda"
+    whisper_compute_type: str = ""  # "" = int8 on the CPU, float16 on CUDA
     whisper_beam_size: int = 1
     whisper_encoder_window_seconds: float = 10.0  # 30 = Whisper's full window (slower, the reference)
     llm_model_path: Path | None = None
@@ -47,6 +48,33 @@ class Settings(BaseSettings):
     llm_max_tokens: int = 60
     llm_temperature: float = 0.3
     threads: int = 2
+
+    # Cloud backends (documented HTTP APIs) and the organisation's OpenAI-compatible LLM service.
+    openai_base_url: str = "https://api.openai.com/v1"
+    openai_api_key: str = ""
+    openai_stt_model: str = "whisper-1"
+    llm_base_url: str = "http://127.0.0.1:8001/v1"
+    llm_model: str = ""
+    llm_api_key: str = ""
+    http_timeout_seconds: float = 30.0
+    http_retries: int = 3
+    elevenlabs_api_key: str = ""
+    elevenlabs_base_url: str = "https://api.elevenlabs.io"
+    elevenlabs_voice_id: str = ""
+    elevenlabs_model_id: str = "eleven_multilingual_v2"
+
+    # GPU backends.
+    xtts_model_dir: Path | None = None  # default: <models_dir>/xtts_v2
+    xtts_device: str = "cuda"
+    xtts_speaker_wav: Path | None = None
+    sadtalker_dir: Path = Path("/opt/SadTalker")
+    sadtalker_python: str = sys.executable  # SadTalker usually lives in a virtualenv of its own
+    sadtalker_checkpoint_dir: Path | None = None  # default: <models_dir>/sadtalker
+    sadtalker_size: int = 256
+    sadtalker_preprocess: str = "full"
+    sadtalker_still: bool = True
+    sadtalker_enhancer: str = ""
+    sadtalker_timeout_seconds: float = 900.0
 
     # Avatars (persona files) and defaults.
     avatars_dir: Path = PACKAGE_DIR / "avatars"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -15,6 +16,19 @@ from avatar_server.media.video import encode_mp4
 from avatar_server.personas import Avatar
 
 TRACK_FPS = 30.0
+
+
+class Animator(Protocol):
+    """Speech → animation track (always) and video (on request)."""
+
+    name: str
+    video_fps: int
+
+    def track(self, speech: Speech, text: str) -> Track: ...
+
+    def video(self, avatar_id: str, speech: Speech, track: Track) -> tuple[bytes, float]: ...
+
+    def animate(self, avatar_id: str, speech: Speech, text: str, *, want_video: bool) -> Animation: ...
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 from avatar_server import models
+from avatar_server.animation.animator import Animator, PortraitAnimator
 from avatar_server.engines.llm.base import ChatModel
 from avatar_server.engines.stt.base import SpeechToText
 from avatar_server.engines.tts.base import TextToSpeech
+from avatar_server.personas import Avatar
 from avatar_server.settings import Settings
 
 
@@ -17,7 +21,13 @@ def build_stt(settings: Settings) -> SpeechToText:
     if settings.stt_engine == "faster-whisper":
         from avatar_server.engines.stt.faster_whisper import FasterWhisperSTT
 
-        if settings.whisper_model == "base" and settings.whisper_device == "cpu":
+        device = settings.whisper_device
+        if device.startswith("cuda"):
+            import ctranslate2
+
+            if ctranslate2.get_cuda_device_count() == 0:
+                raise EngineConfigError("AVATAR_WHISPER_DEVICE is cuda but CTranslate2 sees no CUDA GPU")
+        if settings.whisper_model == "base" and device == "cpu":
             path = str(models.whisper_base(settings.models_dir))
         else:
             folder = settings.models_dir / f"whisper-{settings.whisper_model}"
@@ -27,16 +37,28 @@ def build_stt(settings: Settings) -> SpeechToText:
                     "at run time: put a CTranslate2 conversion there)"
                 )
             path = str(folder)
+        compute = settings.whisper_compute_type or ("float16" if device.startswith("cuda") else "int8")
         return FasterWhisperSTT(
             path,
-            device=settings.whisper_device,
-            compute_type=settings.whisper_compute_type,
+            device=device,
+            compute_type=compute,
             cpu_threads=settings.threads,
             beam_size=settings.whisper_beam_size,
             model_label=f"whisper-{settings.whisper_model}",
             encoder_window_seconds=settings.whisper_encoder_window_seconds,
         )
-    raise EngineConfigError(f"unknown STT engine {settings.stt_engine!r} (known: faster-whisper)")
+    if settings.stt_engine == "openai":
+        from avatar_server.engines.stt.openai import OpenAITranscriptionSTT
+
+        _require(settings.openai_api_key, "AVATAR_OPENAI_API_KEY", "the openai STT engine")
+        return OpenAITranscriptionSTT(
+            base_url=settings.openai_base_url,
+            api_key=settings.openai_api_key,
+            model=settings.openai_stt_model,
+            timeout=settings.http_timeout_seconds,
+            retries=settings.http_retries,
+        )
+    raise EngineConfigError(f"unknown STT engine {settings.stt_engine!r} (known: faster-whisper, openai)")
 
 
 def build_llm(settings: Settings) -> ChatModel:
@@ -47,10 +69,22 @@ def build_llm(settings: Settings) -> ChatModel:
         if not path.is_file():
             raise EngineConfigError(f"LLM model file {path} does not exist")
         return LlamaCppChat(path, context_tokens=settings.llm_context_tokens, threads=settings.threads)
-    raise EngineConfigError(f"unknown LLM engine {settings.llm_engine!r} (known: llama-cpp)")
+    if settings.llm_engine == "openai-compatible":
+        from avatar_server.engines.llm.openai_compatible import OpenAICompatibleChat
+
+        _require(settings.llm_model, "AVATAR_LLM_MODEL", "the openai-compatible LLM engine")
+        return OpenAICompatibleChat(
+            base_url=settings.llm_base_url,
+            model=settings.llm_model,
+            api_key=settings.llm_api_key,
+            timeout=settings.http_timeout_seconds,
+            retries=settings.http_retries,
+        )
+    raise EngineConfigError(f"unknown LLM engine {settings.llm_engine!r} (known: llama-cpp, openai-compatible)")
 
 
-def build_tts(name: str) -> TextToSpeech:
+def build_tts(name: str, settings: Settings | None = None) -> TextToSpeech:
+    settings = settings or Settings()
     if name == "piper":
         from avatar_server.engines.tts.piper import PiperTTS
 
@@ -59,4 +93,61 @@ def build_tts(name: str) -> TextToSpeech:
         from avatar_server.engines.tts.espeak import EspeakTTS
 
         return EspeakTTS()
-    raise EngineConfigError(f"unknown TTS engine {name!r} (known: piper, espeak)")
+    if name == "elevenlabs":
+        from avatar_server.engines.tts.elevenlabs import ElevenLabsTTS
+
+        _require(settings.elevenlabs_api_key, "AVATAR_ELEVENLABS_API_KEY", "the elevenlabs TTS engine")
+        _require(settings.elevenlabs_voice_id, "AVATAR_ELEVENLABS_VOICE_ID", "the elevenlabs TTS engine")
+        return ElevenLabsTTS(
+            api_key=settings.elevenlabs_api_key,
+            voice_id=settings.elevenlabs_voice_id,
+            model_id=settings.elevenlabs_model_id,
+            base_url=settings.elevenlabs_base_url,
+            timeout=settings.http_timeout_seconds,
+            retries=settings.http_retries,
+        )
+    if name == "xtts":
+        if importlib.util.find_spec("TTS") is None:
+            raise EngineConfigError("the xtts engine needs coqui-tts: pip install '.[gpu]'")
+        from avatar_server.engines.tts.xtts import XttsTTS
+
+        _require(str(settings.xtts_speaker_wav or ""), "AVATAR_XTTS_SPEAKER_WAV", "the xtts TTS engine")
+        assert settings.xtts_speaker_wav is not None
+        try:
+            return XttsTTS(
+                settings.xtts_model_dir or settings.models_dir / "xtts_v2",
+                speakers={"default": settings.xtts_speaker_wav},
+                device=settings.xtts_device,
+            )
+        except (FileNotFoundError, RuntimeError) as exc:
+            raise EngineConfigError(str(exc)) from exc
+    raise EngineConfigError(f"unknown TTS engine {name!r} (known: piper, espeak, elevenlabs, xtts)")
+
+
+def build_animator(settings: Settings, avatars: dict[str, Avatar]) -> Animator:
+    portrait = PortraitAnimator(avatars, video_fps=settings.video_fps, video_size=settings.video_size)
+    if settings.animator == "portrait":
+        return portrait
+    if settings.animator == "sadtalker":
+        from avatar_server.animation.sadtalker import SadTalkerAnimator, SadTalkerOptions, SadTalkerRunner
+
+        options = SadTalkerOptions(
+            repo_dir=settings.sadtalker_dir,
+            checkpoint_dir=settings.sadtalker_checkpoint_dir or settings.models_dir / "sadtalker",
+            python=settings.sadtalker_python,
+            size=settings.sadtalker_size,
+            preprocess=settings.sadtalker_preprocess,
+            still=settings.sadtalker_still,
+            enhancer=settings.sadtalker_enhancer,
+            timeout_seconds=settings.sadtalker_timeout_seconds,
+        )
+        try:
+            return SadTalkerAnimator(portrait, SadTalkerRunner(options), avatars)
+        except (FileNotFoundError, ValueError) as exc:
+            raise EngineConfigError(str(exc)) from exc
+    raise EngineConfigError(f"unknown animator {settings.animator!r} (known: portrait, sadtalker)")
+
+
+def _require(value: str, variable: str, what: str) -> None:
+    if not value:
+        raise EngineConfigError(f"{what} needs {variable}")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import start_server, stop_server
+from tests.conftest import ServerProcess, start_server, stop_server
 
 pytestmark = pytest.mark.slow
 
@@ -27,3 +27,20 @@ def test_bad_engine_setting_fails_at_startup_with_a_clear_message(tmp_path: Path
     with pytest.raises(RuntimeError) as err:
         start_server(tmp_path / "server.log", extra_env={"AVATAR_TTS_ENGINE": "nonexistent"}, timeout=60)
     assert "unknown TTS engine 'nonexistent'" in str(err.value)
+
+
+def test_container_healthcheck_command(server: ServerProcess) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import free_port
+
+    ok = subprocess.run([sys.executable, "-m", "avatar_server.healthcheck", "--target", server.target], timeout=30)
+    assert ok.returncode == 0
+    down = subprocess.run(
+        [sys.executable, "-m", "avatar_server.healthcheck", "--target", f"127.0.0.1:{free_port()}", "--timeout", "1"],
+        timeout=30,
+        capture_output=True,
+        text=True,
+    )
+    assert down.returncode == 1 and "unhealthy" in down.stderr

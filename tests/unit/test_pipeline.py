@@ -104,3 +104,13 @@ async def test_full_outputs_with_fake_speech(pipeline: Pipeline, tmp_path: Path)
     assert result.audio and result.video and result.track is not None
     assert result.video.duration == pytest.approx(1.0, abs=0.04)
     assert result.timings.total >= result.timings.llm
+
+
+async def test_an_avatar_voice_of_an_engine_not_loaded_uses_the_primary_engine(pipeline: Pipeline) -> None:
+    pipeline.avatars["grace"] = pipeline.avatars["grace"].__class__(
+        **{**pipeline.avatars["grace"].__dict__, "voice": "xtts:grace"}
+    )
+    engine, voice = pipeline.pick_voice("xtts:grace", "en")
+    assert (engine.name, voice) == ("piper", "piper:en-us")
+    engine, voice = pipeline.pick_voice("xtts:grace", "uk")
+    assert (engine.name, voice) == ("espeak", "espeak:uk")

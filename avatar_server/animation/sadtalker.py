@@ -1,0 +1,142 @@
+"""SadTalker (OpenTalker/SadTalker) as the video animator: its inference.py in a job folder of its own.
+
+SadTalker is far slower than real time (users report 12-36 s of GPU time per second of video), so it
+serves Interact and per-sentence video segments, never the live audio path; tracks still come from the
+embedded phoneme/audio driver.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from avatar_server.animation.animator import Animation, PortraitAnimator
+from avatar_server.animation.track import Track
+from avatar_server.engines.tts.base import Speech
+from avatar_server.errors import EngineFailure
+from avatar_server.media.audio import encode_wav
+from avatar_server.personas import Avatar
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SadTalkerOptions:
+    repo_dir: Path
+    checkpoint_dir: Path
+    python: str = sys.executable
+    size: int = 256  # 256 or 512
+    preprocess: str = "full"  # crop | resize | full | extcrop | extfull
+    still: bool = True
+    enhancer: str = ""  # "" or gfpgan / RestoreFormer
+    timeout_seconds: float = 900.0
+    jobs_dir: Path | None = None
+
+    def check(self) -> None:
+        if not (self.repo_dir / "inference.py").is_file():
+            raise FileNotFoundError(f"SadTalker's inference.py not found in {self.repo_dir}")
+        if not self.checkpoint_dir.is_dir() or not any(self.checkpoint_dir.iterdir()):
+            raise FileNotFoundError(f"SadTalker checkpoints not found in {self.checkpoint_dir}")
+        if self.size not in (256, 512):
+            raise ValueError("SadTalker size must be 256 or 512")
+
+
+class SadTalkerRunner:
+    def __init__(self, options: SadTalkerOptions) -> None:
+        options.check()
+        self.options = options
+
+    def command(self, audio: Path, image: Path, result_dir: Path) -> list[str]:
+        o = self.options
+        cmd = [
+            o.python, "inference.py",
+            "--driven_audio", str(audio),
+            "--source_image", str(image),
+            "--result_dir", str(result_dir),
+            "--checkpoint_dir", str(o.checkpoint_dir),
+            "--preprocess", o.preprocess,
+            "--size", str(o.size),
+        ]  # fmt: skip
+        if o.still:
+            cmd.append("--still")
+        if o.enhancer:
+            cmd += ["--enhancer", o.enhancer]
+        return cmd
+
+    def render(self, image: Path, speech: Speech) -> bytes:
+        """Run one job; the job folder is removed whatever happens."""
+        job = Path(tempfile.mkdtemp(prefix="sadtalker-", dir=self.options.jobs_dir))
+        try:
+            audio = job / "speech.wav"
+            audio.write_bytes(encode_wav(speech.samples, speech.sample_rate))
+            source = job / f"portrait{image.suffix or '.png'}"
+            shutil.copyfile(image, source)
+            results = job / "results"
+            results.mkdir()
+            started = time.perf_counter()
+            try:
+                done = subprocess.run(
+                    self.command(audio, source, results),
+                    cwd=self.options.repo_dir,
+                    capture_output=True,
+                    text=True,
+                    timeout=self.options.timeout_seconds,
+                )
+            except subprocess.TimeoutExpired:
+                raise EngineFailure(
+                    f"SadTalker took longer than {self.options.timeout_seconds:.0f} s and was stopped"
+                ) from None
+            if done.returncode != 0:
+                tail = " | ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
+                raise EngineFailure(f"SadTalker failed (exit {done.returncode}): {tail}")
+            videos = sorted(results.rglob("*.mp4"), key=lambda p: p.stat().st_mtime)
+            if not videos:
+                raise EngineFailure("SadTalker finished but wrote no mp4")
+            log.info("SadTalker rendered %.1f s of video in %.1f s", speech.duration, time.perf_counter() - started)
+            return videos[-1].read_bytes()
+        finally:
+            shutil.rmtree(job, ignore_errors=True)
+
+
+class SadTalkerAnimator:
+    """Tracks from the embedded driver, video from SadTalker."""
+
+    name = "sadtalker"
+
+    def __init__(self, portrait: PortraitAnimator, runner: SadTalkerRunner, avatars: dict[str, Avatar]) -> None:
+        self._portrait = portrait
+        self._runner = runner
+        self._images = {a.id: a.portrait.path for a in avatars.values()}
+        self.video_fps = 25  # SadTalker's native rate
+
+    def track(self, speech: Speech, text: str) -> Track:
+        return self._portrait.track(speech, text)
+
+    def video(self, avatar_id: str, speech: Speech, track: Track) -> tuple[bytes, float]:
+        mp4 = self._runner.render(self._images[avatar_id], speech)
+        return mp4, _duration(mp4)
+
+    def animate(self, avatar_id: str, speech: Speech, text: str, *, want_video: bool) -> Animation:
+        track = self.track(speech, text)
+        if not want_video:
+            return Animation(track=track, video_mp4=None)
+        mp4, seconds = self.video(avatar_id, speech, track)
+        return Animation(track=track, video_mp4=mp4, video_seconds=seconds)
+
+
+def _duration(mp4: bytes) -> float:
+    import io
+
+    import av
+
+    container = av.open(io.BytesIO(mp4), mode="r")
+    try:
+        return float(container.duration or 0) / 1e6
+    finally:
+        container.close()
