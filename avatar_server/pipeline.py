@@ -10,6 +10,7 @@ import uuid
 from dataclasses import dataclass
 
 from avatar_server.animation.animator import Animator
+from avatar_server.conversation.playback import PlaybackGuard
 from avatar_server.domain import MediaFile, Timings, TurnRequest, TurnResult
 from avatar_server.engines.llm.base import ChatMessage, ChatModel
 from avatar_server.engines.llm.reply import build_messages, collect_reply
@@ -54,6 +55,7 @@ class Pipeline:
             max_sessions=settings.memory_max_sessions,
         )
         self.active_turns = 0  # live turns generating right now, across sessions
+        self.playback = PlaybackGuard()  # live replies that must not run dry
         if settings.default_avatar not in avatars:
             raise ValueError(f"default avatar {settings.default_avatar!r} is not among {sorted(avatars)}")
 

@@ -32,6 +32,7 @@ from avatar_server.conversation.events import (
     TurnTimings,
     VideoSegmentEvent,
 )
+from avatar_server.conversation.playback import Playback
 from avatar_server.domain import Outputs
 from avatar_server.engines.llm.base import ChatMessage
 from avatar_server.engines.llm.reply import SentenceSplitter, build_messages, ends_sentence
@@ -305,6 +306,7 @@ class ConversationSession:
         language = self.config.language.lower()
         try:
             if audio is not None:
+                await self.pipeline.playback.yield_to_playback()
                 t0 = time.perf_counter()
                 transcript = await asyncio.to_thread(self._transcribe, audio)
                 timings.stt = time.perf_counter() - t0
@@ -356,6 +358,7 @@ class ConversationSession:
         messages = build_messages(
             self.avatar.system_prompt(language), p.memory.history(self.session_id), turn.user_text
         )
+        await p.playback.yield_to_playback()
         tokens: asyncio.Queue[str | None] = asyncio.Queue()
         loop = asyncio.get_running_loop()
         producer = asyncio.ensure_future(asyncio.to_thread(self._produce, messages, tokens, loop, turn.stop))
@@ -461,21 +464,32 @@ class ConversationSession:
     ) -> None:
         outputs = self.config.outputs
         animator = self.pipeline.engines.animator
+        guard = self.pipeline.playback
         clock = 0.0
-        while (sentence := await sentences.get()) is not None:
-            t0 = time.perf_counter()
-            speech = await asyncio.to_thread(engine.synthesize, sentence, voice=voice, language=language)
-            timings.tts += time.perf_counter() - t0
-            if not timings.tts_first_byte:
-                timings.tts_first_byte = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            track = await asyncio.to_thread(animator.track, speech, sentence)
-            timings.animation += time.perf_counter() - t0
-            if outputs.animation:  # the frames go out no later than the audio they belong to
-                self._emit_turn(turn, AnimationFramesEvent(turn.id, track, clock))
-            if outputs.audio:
-                self._emit_turn(turn, AudioChunkEvent(turn.id, to_pcm16(speech.samples), speech.sample_rate, clock))
-            turn.spoken.append(sentence)
-            if outputs.video:
-                segments.put_nowait((speech, track, clock))
-            clock += speech.duration
+        playback: Playback | None = None
+        try:
+            while (sentence := await sentences.get()) is not None:
+                t0 = time.perf_counter()
+                speech = await asyncio.to_thread(engine.synthesize, sentence, voice=voice, language=language)
+                timings.tts += time.perf_counter() - t0
+                if not timings.tts_first_byte:
+                    timings.tts_first_byte = time.perf_counter() - t0
+                t0 = time.perf_counter()
+                track = await asyncio.to_thread(animator.track, speech, sentence)
+                timings.animation += time.perf_counter() - t0
+                if outputs.animation:  # the frames go out no later than the audio they belong to
+                    self._emit_turn(turn, AnimationFramesEvent(turn.id, track, clock))
+                if outputs.audio:
+                    self._emit_turn(turn, AudioChunkEvent(turn.id, to_pcm16(speech.samples), speech.sample_rate, clock))
+                turn.spoken.append(sentence)
+                if outputs.video:
+                    segments.put_nowait((speech, track, clock))
+                clock += speech.duration
+                if playback is None and turn.confirmed:
+                    playback = Playback()
+                    guard.add(playback)
+                if playback is not None:
+                    playback.sent_seconds = clock
+        finally:
+            if playback is not None:
+                guard.discard(playback)

@@ -12,6 +12,7 @@ import pytest
 
 from avatar_server.animation.animator import PortraitAnimator
 from avatar_server.conversation.events import AudioChunkEvent, Event, ReplyDelta, TurnCompleted
+from avatar_server.conversation.playback import Playback, PlaybackGuard
 from avatar_server.conversation.session import ConversationSession, SessionConfig
 from avatar_server.engines.llm.base import ChatMessage
 from avatar_server.engines.llm.reply import SentenceSplitter
@@ -156,3 +157,16 @@ def test_a_short_dip_is_not_a_pause() -> None:
     events = [ep.push(p) for p in [0.9, 0.9, 0.1, 0.9, 0.1, 0.1, 0.9]]
     assert [e for e in events if e] == [VadEvent.SPEECH_STARTED, VadEvent.PAUSE, VadEvent.RESUMED]
     assert ep.speech_end_window == 4  # the pause began at the first silent window
+
+
+async def test_new_work_steps_aside_for_a_reply_running_dry() -> None:
+    guard = PlaybackGuard(margin=1.0, max_wait=0.3)
+    playing = Playback(started=time.perf_counter(), sent_seconds=5.0)
+    guard.add(playing)
+    assert not guard.urgent() and await guard.yield_to_playback() < 0.05  # 5 s queued: no need to wait
+    playing.sent_seconds = 0.5
+    assert guard.urgent() and not guard.urgent(exclude=playing)
+    waited = await guard.yield_to_playback()
+    assert 0.25 < waited < 0.5  # bounded: a new turn is delayed, never starved
+    guard.discard(playing)
+    assert not guard.urgent()
