@@ -45,7 +45,11 @@ def create_app(settings: BridgeSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        options = [("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)]
+        options = [
+            ("grpc.max_receive_message_length", 64 << 20),
+            ("grpc.max_send_message_length", 64 << 20),
+            ("grpc.lb_policy_name", "round_robin"),  # several avatar_server replicas behind one DNS name
+        ]
         channel = grpc.aio.insecure_channel(settings.grpc_target, options=options)
         store = MediaStore(settings.media_dir, settings.media_retention_seconds)
         app.state.backend = Backend(

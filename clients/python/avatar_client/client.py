@@ -14,7 +14,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 SERVICE = "avatar.v1.AvatarService"
 _MAX_MESSAGE = 64 * 1024 * 1024
-_OPTIONS = [("grpc.max_receive_message_length", _MAX_MESSAGE), ("grpc.max_send_message_length", _MAX_MESSAGE)]
+# round_robin spreads calls over every address a target resolves to ("dns:///avatar-engine:7860" with
+# several replicas); with one address it changes nothing.
+_OPTIONS = [
+    ("grpc.max_receive_message_length", _MAX_MESSAGE),
+    ("grpc.max_send_message_length", _MAX_MESSAGE),
+    ("grpc.lb_policy_name", "round_robin"),
+]
 _MIME_BY_SUFFIX = {".wav": "audio/wav", ".webm": "audio/webm", ".ogg": "audio/ogg", ".opus": "audio/ogg"}
 
 
