@@ -10,70 +10,33 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
 import time
 import uuid
-from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
 from avatar_server.conversation.audio_input import AudioInput
 from avatar_server.conversation.events import (
-    AnimationFramesEvent,
     AudioChunkEvent,
     ErrorEvent,
     Event,
-    ReplyDelta,
     SpeechEnded,
     SpeechStarted,
     TranscriptEvent,
     TurnCompleted,
-    TurnTimings,
-    VideoSegmentEvent,
 )
-from avatar_server.conversation.playback import Playback
-from avatar_server.domain import Outputs
-from avatar_server.engines.llm.base import ChatMessage
-from avatar_server.engines.llm.reply import SentenceSplitter, build_messages, ends_sentence
-from avatar_server.engines.tts.base import TextToSpeech
+from avatar_server.conversation.speaking import ReplySpeaker
+from avatar_server.conversation.turn import SessionConfig, Turn
 from avatar_server.engines.vad import WINDOW, Endpointer, VadEvent
 from avatar_server.errors import AvatarError, InvalidInput
-from avatar_server.media.audio import STT_SAMPLE_RATE, to_pcm16
+from avatar_server.media.audio import STT_SAMPLE_RATE
 from avatar_server.memory import Exchange
 from avatar_server.pipeline import Pipeline
 
 log = logging.getLogger("avatar_server.converse")
 _PREROLL = int(0.3 * STT_SAMPLE_RATE)  # audio kept before the detected speech start
 _TAIL = int(0.2 * STT_SAMPLE_RATE)  # audio kept after the detected speech end
-
-
-@dataclass(frozen=True)
-class SessionConfig:
-    session_id: str = ""
-    avatar_id: str = ""
-    language: str = ""
-    voice: str = ""
-    encoding: str = "pcm16"
-    sample_rate: int = 16000
-    outputs: Outputs = field(default_factory=lambda: Outputs(audio=True, video=False, animation=True))
-    barge_in: bool = False
-    end_silence_ms: int = 0
-    interim_results: bool = False
-
-
-@dataclass
-class _Turn:
-    id: str
-    speech_end_wall: float
-    stop: threading.Event = field(default_factory=threading.Event)
-    spoken: list[str] = field(default_factory=list)
-    user_text: str = ""
-    task: asyncio.Task[None] | None = None
-    # A turn started at the first pause is held back until the silence confirms the utterance ended.
-    confirmed: bool = True
-    held: list[Event] = field(default_factory=list)
-    timings: TurnTimings = field(default_factory=TurnTimings)
 
 
 class ConversationSession:
@@ -95,13 +58,16 @@ class ConversationSession:
         self._audio_base = 0
         self._utterance_start = 0
         self._next_turn_id = uuid.uuid4().hex
-        self._early: _Turn | None = None
+        self._early: Turn | None = None
         self._early_end = 0
         self._pause_wall = 0.0
-        self._current: _Turn | None = None
+        self._current: Turn | None = None
         self._cancelled: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._partial: asyncio.Task[None] | None = None
+        self._partial_at = 0
+        self._speaker = ReplySpeaker(pipeline, config, self.avatar, self.session_id, self._emit_turn)
 
     # -- client messages --------------------------------------------------------------------------
 
@@ -120,6 +86,29 @@ class ConversationSession:
         limit = int(self.pipeline.settings.max_audio_seconds * STT_SAMPLE_RATE)
         if self._endpointer.in_speech and self._position() - self._utterance_start > limit:
             await self.end_of_utterance()  # a monologue past the cap is cut into turns
+        elif self.config.interim_results and self._endpointer.in_speech:
+            self._maybe_partial()
+
+    def _maybe_partial(self) -> None:
+        """Every second of speech, a partial transcript of the utterance so far (one at a time)."""
+        position = self._position()
+        if self._partial is not None and not self._partial.done():
+            return
+        if position - max(self._utterance_start, self._partial_at) < STT_SAMPLE_RATE:
+            return
+        self._partial_at = position
+        turn_id = self._next_turn_id
+        audio = self._slice(self._utterance_start, position)
+
+        async def partial() -> None:
+            transcript = await asyncio.to_thread(self._transcribe, audio)
+            text = str(getattr(transcript, "text", "")).strip()
+            if text and self._next_turn_id == turn_id:  # the utterance has not ended meanwhile
+                self._emit(TranscriptEvent(turn_id, text, False))
+
+        self._partial = asyncio.create_task(partial())
+        self._tasks.add(self._partial)
+        self._partial.add_done_callback(self._tasks.discard)
 
     async def text(self, text: str) -> None:
         turn_id = self._take_turn_id()
@@ -130,7 +119,7 @@ class ConversationSession:
             limit = self.pipeline.settings.max_text_chars
             self._emit(ErrorEvent(turn_id, "RESOURCE_EXHAUSTED", f"The text is over {limit} characters."))
             return
-        self._start_turn(_Turn(turn_id, time.perf_counter(), user_text=text.strip()), audio=None)
+        self._start_turn(Turn(turn_id, time.perf_counter(), user_text=text.strip()), audio=None)
 
     async def end_of_utterance(self) -> None:
         """Push-to-talk release: the utterance ends now, whatever the VAD thinks."""
@@ -217,7 +206,7 @@ class ConversationSession:
             # not go on, transcript and reply are under way (or ready) when the utterance is confirmed.
             self._pause_wall = time.perf_counter()
             end = ep.speech_end_window * WINDOW + _TAIL
-            turn = _Turn(self._next_turn_id, self._pause_wall, confirmed=False)
+            turn = Turn(self._next_turn_id, self._pause_wall, confirmed=False)
             self._early = turn
             self._early_end = end
             self._start_turn(turn, audio=self._slice(self._utterance_start, end))
@@ -239,7 +228,7 @@ class ConversationSession:
             turn_id = self._take_turn_id()
             self._emit(SpeechEnded(turn_id, end / STT_SAMPLE_RATE))
             audio = self._slice(self._utterance_start, end)
-            self._start_turn(_Turn(turn_id, self._pause_wall or time.perf_counter()), audio=audio)
+            self._start_turn(Turn(turn_id, self._pause_wall or time.perf_counter()), audio=audio)
         self._utterance_start = end
 
     def _take_turn_id(self) -> str:
@@ -252,7 +241,7 @@ class ConversationSession:
         if event.turn_id not in self._cancelled and not self._closed:
             self.events.put_nowait(event)
 
-    def _emit_turn(self, turn: _Turn, event: Event) -> None:
+    def _emit_turn(self, turn: Turn, event: Event) -> None:
         if not turn.confirmed:
             turn.held.append(event)
             return
@@ -260,7 +249,7 @@ class ConversationSession:
             turn.timings.voice_to_first_audio = time.perf_counter() - turn.speech_end_wall
         self._emit(event)
 
-    def _confirm(self, turn: _Turn) -> None:
+    def _confirm(self, turn: Turn) -> None:
         turn.confirmed = True
         held, turn.held = turn.held, []
         for event in held:
@@ -276,7 +265,7 @@ class ConversationSession:
             if self._current is turn:
                 self._current = None
 
-    def _start_turn(self, turn: _Turn, *, audio: npt.NDArray[np.float32] | None) -> None:
+    def _start_turn(self, turn: Turn, *, audio: npt.NDArray[np.float32] | None) -> None:
         previous = self._current.task if self._current else None
 
         async def run() -> None:
@@ -300,7 +289,7 @@ class ConversationSession:
         language = self.config.language.split("-")[0] or None
         return self.pipeline.engines.stt.transcribe(audio, language=language)
 
-    async def _run_turn(self, turn: _Turn, audio: npt.NDArray[np.float32] | None) -> None:
+    async def _run_turn(self, turn: Turn, audio: npt.NDArray[np.float32] | None) -> None:
         started = time.perf_counter()
         timings = turn.timings
         language = self.config.language.lower()
@@ -318,7 +307,7 @@ class ConversationSession:
             else:
                 language = language or self.pipeline.text_language(turn.user_text, self.avatar)
                 self._emit_turn(turn, TranscriptEvent(turn.id, turn.user_text, True))
-            await self._reply(turn, language, timings)
+            await self._speaker.reply(turn, language, timings)
             timings.total = time.perf_counter() - started
             self._emit_turn(turn, TurnCompleted(turn.id, turn.user_text, " ".join(turn.spoken), timings))
             log.info(
@@ -342,154 +331,3 @@ class ConversationSession:
             turn.stop.set()
             if turn.confirmed and turn.user_text and turn.spoken:  # memory keeps only what was actually said
                 self.pipeline.memory.add(self.session_id, Exchange(turn.user_text, " ".join(turn.spoken)))
-
-    async def _reply(self, turn: _Turn, language: str, timings: TurnTimings) -> None:
-        self.pipeline.active_turns += 1
-        try:
-            await self._reply_streaming(turn, language, timings)
-        finally:
-            self.pipeline.active_turns -= 1
-
-    async def _reply_streaming(self, turn: _Turn, language: str, timings: TurnTimings) -> None:
-        p = self.pipeline
-        s = p.settings
-        outputs = self.config.outputs
-        engine, voice = p.pick_voice(self.config.voice or self.avatar.voice, language)
-        messages = build_messages(
-            self.avatar.system_prompt(language), p.memory.history(self.session_id), turn.user_text
-        )
-        await p.playback.yield_to_playback()
-        tokens: asyncio.Queue[str | None] = asyncio.Queue()
-        loop = asyncio.get_running_loop()
-        producer = asyncio.ensure_future(asyncio.to_thread(self._produce, messages, tokens, loop, turn.stop))
-        sentences: asyncio.Queue[str | None] = asyncio.Queue()
-        speaking = outputs.audio or outputs.animation or outputs.video
-        speaker = (
-            asyncio.create_task(self._speak(turn, sentences, engine, voice, language, timings)) if speaking else None
-        )
-        # Alone, the first clause is spoken as soon as it is written; under load whole sentences keep
-        # each session's audio continuous (a short first chunk leaves little time to make the next).
-        busy = p.active_turns > 1
-        splitter, count, chars, capped = SentenceSplitter(first_clause_words=0 if busy else 8), 0, 0, False
-        t0 = time.perf_counter()
-        try:
-            while (delta := await tokens.get()) is not None:
-                if count >= s.reply_max_sentences:
-                    continue  # drain what the thread already produced
-                if not timings.llm_first_token:
-                    timings.llm_first_token = time.perf_counter() - t0
-                self._emit_turn(turn, ReplyDelta(turn.id, delta))
-                chars += len(delta)
-                for sentence in splitter.feed(delta):
-                    count += ends_sentence(sentence)
-                    if speaker is not None:
-                        sentences.put_nowait(sentence)
-                    else:
-                        turn.spoken.append(sentence)
-                if count >= s.reply_max_sentences or chars > s.reply_max_chars + 40:
-                    capped = chars > s.reply_max_chars + 40
-                    turn.stop.set()
-            rest = splitter.flush()
-            if rest and count < s.reply_max_sentences and not capped:  # a cut-off fragment is not spoken
-                (sentences.put_nowait if speaker is not None else turn.spoken.append)(rest)
-            timings.llm = time.perf_counter() - t0
-            sentences.put_nowait(None)
-            await producer
-            if speaker is not None:
-                await speaker
-        finally:
-            turn.stop.set()  # the token thread ends at its next token
-            for task in (producer, speaker):
-                if task is not None and not task.done():
-                    task.cancel()
-
-    def _produce(
-        self,
-        messages: list[ChatMessage],
-        out: asyncio.Queue[str | None],
-        loop: asyncio.AbstractEventLoop,
-        stop: threading.Event,
-    ) -> None:
-        """Worker thread: stream tokens into the loop until done or told to stop (checked every token)."""
-        s = self.pipeline.settings
-        deltas = self.pipeline.engines.llm.stream(messages, max_tokens=s.llm_max_tokens, temperature=s.llm_temperature)
-        try:
-            for delta in deltas:
-                if stop.is_set():
-                    break
-                loop.call_soon_threadsafe(out.put_nowait, delta)
-        finally:
-            close = getattr(deltas, "close", None)
-            if close is not None:
-                close()
-            with contextlib.suppress(RuntimeError):  # the loop may be gone when a session is torn down
-                loop.call_soon_threadsafe(out.put_nowait, None)
-
-    async def _speak(
-        self,
-        turn: _Turn,
-        sentences: asyncio.Queue[str | None],
-        engine: TextToSpeech,
-        voice: str,
-        language: str,
-        timings: TurnTimings,
-    ) -> None:
-        outputs = self.config.outputs
-        # Video segments render beside the audio path, never in front of it.
-        segments: asyncio.Queue[tuple[object, object, float] | None] = asyncio.Queue()
-        video = asyncio.create_task(self._render_segments(turn, segments)) if outputs.video else None
-        try:
-            await self._speak_sentences(turn, sentences, engine, voice, language, timings, segments)
-        finally:
-            segments.put_nowait(None)
-            if video is not None:
-                await video
-
-    async def _render_segments(self, turn: _Turn, segments: asyncio.Queue[tuple[object, object, float] | None]) -> None:
-        animator = self.pipeline.engines.animator
-        while (item := await segments.get()) is not None:
-            speech, track, clock = item
-            mp4, seconds = await asyncio.to_thread(animator.video, self.avatar.id, speech, track)  # type: ignore[arg-type]
-            self._emit_turn(turn, VideoSegmentEvent(turn.id, mp4, seconds, clock))
-
-    async def _speak_sentences(
-        self,
-        turn: _Turn,
-        sentences: asyncio.Queue[str | None],
-        engine: TextToSpeech,
-        voice: str,
-        language: str,
-        timings: TurnTimings,
-        segments: asyncio.Queue[tuple[object, object, float] | None],
-    ) -> None:
-        outputs = self.config.outputs
-        animator = self.pipeline.engines.animator
-        guard = self.pipeline.playback
-        clock = 0.0
-        playback: Playback | None = None
-        try:
-            while (sentence := await sentences.get()) is not None:
-                t0 = time.perf_counter()
-                speech = await asyncio.to_thread(engine.synthesize, sentence, voice=voice, language=language)
-                timings.tts += time.perf_counter() - t0
-                if not timings.tts_first_byte:
-                    timings.tts_first_byte = time.perf_counter() - t0
-                t0 = time.perf_counter()
-                track = await asyncio.to_thread(animator.track, speech, sentence)
-                timings.animation += time.perf_counter() - t0
-                if outputs.animation:  # the frames go out no later than the audio they belong to
-                    self._emit_turn(turn, AnimationFramesEvent(turn.id, track, clock))
-                if outputs.audio:
-                    self._emit_turn(turn, AudioChunkEvent(turn.id, to_pcm16(speech.samples), speech.sample_rate, clock))
-                turn.spoken.append(sentence)
-                if outputs.video:
-                    segments.put_nowait((speech, track, clock))
-                clock += speech.duration
-                if playback is None and turn.confirmed:
-                    playback = Playback()
-                    guard.add(playback)
-                if playback is not None:
-                    playback.sent_seconds = clock
-        finally:
-            if playback is not None:
-                guard.discard(playback)

@@ -6,7 +6,7 @@ from avatar.v1 import avatar_pb2 as pb
 
 from avatar_server.animation.track import Track
 from avatar_server.conversation import events as ev
-from avatar_server.conversation.session import SessionConfig
+from avatar_server.conversation.turn import SessionConfig
 from avatar_server.domain import AudioData, MediaFile, Outputs, Timings, TurnRequest, TurnResult
 
 

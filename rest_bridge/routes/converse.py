@@ -1,7 +1,7 @@
 """WebSocket /api/v1/avatar/converse ⇄ gRPC Converse: JSON control and events, binary PCM16 audio.
 
 Client → bridge: first a JSON `{"type": "config", "sample_rate": 48000, "session_id", "avatar_id", "language",
-"barge_in", "end_silence_ms", "outputs": ["audio", "animation"]}`; then binary messages (mono PCM16 at that
+"barge_in", "end_silence_ms", "interim_results", "outputs": ["audio", "animation"]}`; then binary messages (mono PCM16 at that
 rate) and JSON `{"type": "text", "text"}`, `{"type": "end_of_utterance"}`, `{"type": "interrupt"}`.
 Bridge → client: JSON events `{"type": <event>, "turn_id", "session_id", ...}`; an `audio_chunk` event is
 followed at once by one binary message with its PCM16 samples.
@@ -52,6 +52,7 @@ def config_message(data: dict[str, Any]) -> pb.ConverseConfig:
             outputs=options,
             barge_in=bool(data.get("barge_in", False)),
             end_silence_ms=int(data.get("end_silence_ms", 0)),
+            interim_results=bool(data.get("interim_results", False)),
         )
     except (TypeError, ValueError) as exc:
         raise ProtocolError(f"Bad config: {exc}") from None

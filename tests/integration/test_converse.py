@@ -228,3 +228,16 @@ async def test_concurrent_sessions_are_isolated(server: ServerProcess) -> None:
         assert events[0].transcript.text == question
         check_reply_stream(events[1:])
     assert not (turn_ids[0] & turn_ids[1]) and not (turn_ids[1] & turn_ids[2]) and not (turn_ids[0] & turn_ids[2])
+
+
+async def test_interim_results_send_partial_transcripts(server: ServerProcess, clips: dict[str, Clip]) -> None:
+    clip = clips["arctic"]
+    config = pb.ConverseConfig(input_format=PCM16, interim_results=True)
+    events = await collect(server, paced_requests(config, clip_pcm(clip), 16000))
+    transcripts = [e.transcript for e in events if e.HasField("transcript")]
+    partial = [t for t in transcripts if not t.is_final]
+    assert partial, kinds(events)
+    assert transcripts[-1].is_final and word_error_rate(clip.text, transcripts[-1].text) <= 0.3
+    first_partial = kinds(events).index("transcript")
+    assert first_partial < kinds(events).index("speech_ended")  # while the person is still speaking
+    assert events[-1].HasField("turn_completed")

@@ -123,6 +123,7 @@ async def _converse_async(args: argparse.Namespace) -> int:
         input_format=pb.AudioFormat(encoding=pb.AUDIO_ENCODING_PCM16, sample_rate_hertz=rate),
         outputs=pb.OutputOptions(audio=True, animation=True, video=args.video),
         barge_in=args.barge_in,
+        interim_results=args.interim,
     )
     clock = StreamClock()
     async with AsyncAvatarClient(args.target) as client:
@@ -170,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("--language", help="language code (default: detect)")
     v.add_argument("--video", action="store_true", help="also ask for a video segment per sentence")
     v.add_argument("--barge-in", action="store_true", help="speaking over the reply interrupts it")
+    v.add_argument("--interim", action="store_true", help="ask for partial transcripts while speaking")
     v.set_defaults(func=_converse)
     c = sub.add_parser("capabilities", help="list avatars, voices, languages and engines")
     c.set_defaults(func=_capabilities)

@@ -1,0 +1,40 @@
+"""A turn of a live conversation."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from dataclasses import dataclass, field
+
+from avatar_server.conversation.events import Event, TurnTimings
+from avatar_server.domain import Outputs
+
+
+@dataclass
+class Turn:
+    """One turn of a live conversation, from the end of the person's utterance to the end of the reply."""
+
+    id: str
+    speech_end_wall: float
+    stop: threading.Event = field(default_factory=threading.Event)
+    spoken: list[str] = field(default_factory=list)
+    user_text: str = ""
+    task: asyncio.Task[None] | None = None
+    # A turn started at the first pause is held back until the silence confirms the utterance ended.
+    confirmed: bool = True
+    held: list[Event] = field(default_factory=list)
+    timings: TurnTimings = field(default_factory=TurnTimings)
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    session_id: str = ""
+    avatar_id: str = ""
+    language: str = ""
+    voice: str = ""
+    encoding: str = "pcm16"
+    sample_rate: int = 16000
+    outputs: Outputs = field(default_factory=lambda: Outputs(audio=True, video=False, animation=True))
+    barge_in: bool = False
+    end_silence_ms: int = 0
+    interim_results: bool = False
