@@ -2,7 +2,8 @@
 
 Client → bridge: first a JSON `{"type": "config", "sample_rate": 48000, "session_id", "avatar_id", "language",
 "barge_in", "end_silence_ms", "interim_results", "outputs": ["audio", "animation"]}`; then binary
-messages (mono PCM16 at that rate) and JSON `{"type": "text", "text"}`, `{"type": "end_of_utterance"}`, `{"type": "interrupt"}`.
+messages (mono PCM16 at that rate) and JSON `{"type": "text", "text"}`, `{"type": "end_of_utterance"}`,
+`{"type": "interrupt"}`.
 Bridge → client: JSON events `{"type": <event>, "turn_id", "session_id", ...}`; an `audio_chunk` event is
 followed at once by one binary message with its PCM16 samples.
 """
