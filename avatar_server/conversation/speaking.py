@@ -63,7 +63,9 @@ class ReplySpeaker:
         await p.playback.yield_to_playback()
         tokens: asyncio.Queue[str | None] = asyncio.Queue()
         loop = asyncio.get_running_loop()
-        producer = asyncio.ensure_future(asyncio.to_thread(self._produce, messages, tokens, loop, turn.stop))
+        producer = asyncio.ensure_future(
+            asyncio.to_thread(self._produce, messages, tokens, loop, turn.stop, turn.llm_go)
+        )
         sentences: asyncio.Queue[str | None] = asyncio.Queue()
         speaking = outputs.audio or outputs.animation or outputs.video
         speaker = (
@@ -73,6 +75,7 @@ class ReplySpeaker:
         # each session's audio continuous (a short first chunk leaves little time to make the next).
         busy = p.active_turns > 1
         splitter, count, chars, capped = SentenceSplitter(first_clause_words=0 if busy else 8), 0, 0, False
+        first_sent = False
         t0 = time.perf_counter()
         try:
             while (delta := await tokens.get()) is not None:
@@ -85,6 +88,9 @@ class ReplySpeaker:
                 for sentence in splitter.feed(delta):
                     count += ends_sentence(sentence)
                     if speaker is not None:
+                        if not first_sent:
+                            first_sent = True
+                            turn.llm_go.clear()  # 2 cores: the first audio comes before more tokens
                         sentences.put_nowait(sentence)
                     else:
                         turn.spoken.append(sentence)
@@ -111,8 +117,10 @@ class ReplySpeaker:
         out: asyncio.Queue[str | None],
         loop: asyncio.AbstractEventLoop,
         stop: threading.Event,
+        go: threading.Event,
     ) -> None:
-        """Worker thread: stream tokens into the loop until done or told to stop (checked every token)."""
+        """Worker thread: stream tokens into the loop until done or told to stop (checked every token).
+        While `go` is clear the next token waits: the first sentence's TTS has the cores to itself."""
         s = self._pipeline.settings
         deltas = self._pipeline.engines.llm.stream(messages, max_tokens=s.llm_max_tokens, temperature=s.llm_temperature)
         try:
@@ -120,6 +128,8 @@ class ReplySpeaker:
                 if stop.is_set():
                     break
                 loop.call_soon_threadsafe(out.put_nowait, delta)
+                while not go.wait(0.02) and not stop.is_set():
+                    pass
         finally:
             close = getattr(deltas, "close", None)
             if close is not None:
@@ -174,6 +184,7 @@ class ReplySpeaker:
                 t0 = time.perf_counter()
                 speech = await asyncio.to_thread(engine.synthesize, sentence, voice=voice, language=language)
                 timings.tts += time.perf_counter() - t0
+                turn.llm_go.set()
                 if not timings.tts_first_byte:
                     timings.tts_first_byte = time.perf_counter() - t0
                 t0 = time.perf_counter()

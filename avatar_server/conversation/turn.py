@@ -10,6 +10,12 @@ from avatar_server.conversation.events import Event, TurnTimings
 from avatar_server.domain import Outputs
 
 
+def _started() -> threading.Event:
+    event = threading.Event()
+    event.set()
+    return event
+
+
 @dataclass
 class Turn:
     """One turn of a live conversation, from the end of the person's utterance to the end of the reply."""
@@ -17,6 +23,7 @@ class Turn:
     id: str
     speech_end_wall: float
     stop: threading.Event = field(default_factory=threading.Event)
+    llm_go: threading.Event = field(default_factory=_started)  # cleared while the first sentence is spoken
     spoken: list[str] = field(default_factory=list)
     user_text: str = ""
     task: asyncio.Task[None] | None = None
