@@ -170,3 +170,32 @@ async def test_new_work_steps_aside_for_a_reply_running_dry() -> None:
     assert 0.25 < waited < 0.5  # bounded: a new turn is delayed, never starved
     guard.discard(playing)
     assert not guard.urgent()
+
+
+def test_opus_packets_and_pcm_at_any_rate_become_16k_float() -> None:
+    import av
+
+    from avatar_server.conversation.audio_input import AudioInput
+
+    rate = 48000
+    tone = (0.3 * np.sin(2 * np.pi * 300 * np.arange(rate) / rate)).astype(np.float32)
+    encoder = av.CodecContext.create("libopus", "w")
+    encoder.sample_rate = rate
+    encoder.layout = "mono"
+    encoder.format = "s16"
+    packets = []
+    pcm = (tone * 32767).astype(np.int16)
+    for k in range(0, len(pcm), 960):  # 20 ms frames, as WebRTC sends them
+        frame = av.AudioFrame.from_ndarray(pcm[k : k + 960].reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = rate
+        frame.pts = k
+        packets += [bytes(p) for p in encoder.encode(frame)]
+    packets += [bytes(p) for p in encoder.encode(None)]
+    opus = AudioInput("opus", 48000)
+    decoded = np.concatenate([opus.convert(p) for p in packets])
+    assert abs(len(decoded) - 16000) < 1600 and 0.1 < float(np.abs(decoded).max()) <= 1.0
+    pcm8k = AudioInput("pcm16", 8000)
+    out = np.concatenate([pcm8k.convert(b"\0\x10" * 160) for _ in range(50)])  # 1 s at 8 kHz
+    assert abs(len(out) - 16000) < 400
+    with pytest.raises(InvalidInput, match="odd"):
+        pcm8k.convert(b"\0")
