@@ -18,6 +18,11 @@ class Playback:
 
     started: float = field(default_factory=time.perf_counter)
     sent_seconds: float = 0.0
+    source: object = None  # the turn; its `generating` says whether more of the reply is being written
+
+    @property
+    def generating(self) -> bool:
+        return bool(getattr(self.source, "generating", False))
 
     def slack(self, now: float) -> float:
         """Seconds of audio the listener still has queued."""
@@ -25,8 +30,11 @@ class Playback:
 
 
 class PlaybackGuard:
-    def __init__(self, margin: float = 2.5, max_wait: float = 4.0) -> None:
+    def __init__(self, margin: float = 2.5, generating_margin: float = 6.0, max_wait: float = 4.0) -> None:
         self.margin = margin
+        # While a reply is still being generated its next sentences need the LLM and the TTS, so it is
+        # protected over a longer horizon than one that only has audio left to play.
+        self.generating_margin = generating_margin
         self.max_wait = max_wait
         self._active: set[Playback] = set()
 
@@ -38,7 +46,10 @@ class PlaybackGuard:
 
     def urgent(self, exclude: Playback | None = None) -> bool:
         now = time.perf_counter()
-        return any(p is not exclude and p.slack(now) < self.margin for p in self._active)
+        return any(
+            p is not exclude and p.slack(now) < (self.generating_margin if p.generating else self.margin)
+            for p in self._active
+        )
 
     async def yield_to_playback(self) -> float:
         """Wait while another reply is running dry (at most `max_wait`); returns the time waited."""

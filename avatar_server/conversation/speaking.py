@@ -77,6 +77,7 @@ class ReplySpeaker:
         splitter, count, chars, capped = SentenceSplitter(first_clause_words=0 if busy else 8), 0, 0, False
         first_sent = False
         t0 = time.perf_counter()
+        turn.generating = True
         try:
             while (delta := await tokens.get()) is not None:
                 if count >= s.reply_max_sentences:
@@ -101,11 +102,13 @@ class ReplySpeaker:
             if rest and count < s.reply_max_sentences and not capped:  # a cut-off fragment is not spoken
                 (sentences.put_nowait if speaker is not None else turn.spoken.append)(rest)
             timings.llm = time.perf_counter() - t0
+            turn.generating = False
             sentences.put_nowait(None)
             await producer
             if speaker is not None:
                 await speaker
         finally:
+            turn.generating = False
             turn.stop.set()  # the token thread ends at its next token
             for task in (producer, speaker):
                 if task is not None and not task.done():
@@ -199,7 +202,7 @@ class ReplySpeaker:
                     segments.put_nowait((speech, track, clock))
                 clock += speech.duration
                 if playback is None and turn.confirmed:
-                    playback = Playback()
+                    playback = Playback(source=turn)
                     guard.add(playback)
                 if playback is not None:
                     playback.sent_seconds = clock

@@ -31,6 +31,7 @@ class Turn:
     confirmed: bool = True
     held: list[Event] = field(default_factory=list)
     timings: TurnTimings = field(default_factory=TurnTimings)
+    generating: bool = False  # the LLM is still writing this turn's reply
 
 
 @dataclass(frozen=True)

@@ -199,3 +199,15 @@ def test_opus_packets_and_pcm_at_any_rate_become_16k_float() -> None:
     assert abs(len(out) - 16000) < 400
     with pytest.raises(InvalidInput, match="odd"):
         pcm8k.convert(b"\0")
+
+
+def test_a_reply_still_being_written_is_protected_longer() -> None:
+    class Source:
+        generating = True
+
+    guard = PlaybackGuard(margin=1.0, generating_margin=5.0)
+    source = Source()
+    guard.add(Playback(started=time.perf_counter(), sent_seconds=3.0, source=source))
+    assert guard.urgent()  # 3 s queued, but more of the reply is still to be written and spoken
+    source.generating = False
+    assert not guard.urgent()
