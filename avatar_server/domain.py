@@ -35,11 +35,16 @@ class TurnRequest:
 
 @dataclass
 class Timings:
+    """Seconds per stage of a turn; the last three are measured by live (Converse) turns."""
+
     stt: float = 0.0
     llm: float = 0.0
     tts: float = 0.0
     animation: float = 0.0
     total: float = 0.0
+    llm_first_token: float = 0.0
+    tts_first_byte: float = 0.0
+    voice_to_first_audio: float = 0.0
 
 
 @dataclass(frozen=True)

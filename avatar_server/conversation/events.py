@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from avatar_server.animation.track import Track
+from avatar_server.domain import Timings
 
 
 @dataclass(frozen=True)
@@ -55,24 +56,12 @@ class VideoSegmentEvent:
     start_seconds: float
 
 
-@dataclass
-class TurnTimings:
-    stt: float = 0.0
-    llm: float = 0.0
-    llm_first_token: float = 0.0
-    tts: float = 0.0
-    tts_first_byte: float = 0.0
-    animation: float = 0.0
-    voice_to_first_audio: float = 0.0
-    total: float = 0.0
-
-
 @dataclass(frozen=True)
 class TurnCompleted:
     turn_id: str
     transcription: str
     reply_text: str
-    timings: TurnTimings = field(default_factory=TurnTimings)
+    timings: Timings = field(default_factory=Timings)
     interrupted: bool = False
 
 

@@ -14,11 +14,11 @@ from avatar_server.conversation.events import (
     AudioChunkEvent,
     Event,
     ReplyDelta,
-    TurnTimings,
     VideoSegmentEvent,
 )
 from avatar_server.conversation.playback import Playback
 from avatar_server.conversation.turn import SessionConfig, Turn
+from avatar_server.domain import Timings
 from avatar_server.engines.llm.base import ChatMessage
 from avatar_server.engines.llm.reply import SentenceSplitter, build_messages, ends_sentence
 from avatar_server.engines.tts.base import TextToSpeech
@@ -44,7 +44,7 @@ class ReplySpeaker:
         self._session_id = session_id
         self._emit = emit
 
-    async def reply(self, turn: Turn, language: str, timings: TurnTimings) -> None:
+    async def reply(self, turn: Turn, language: str, timings: Timings) -> None:
         """Generate, speak and animate the reply to `turn.user_text`; `turn.spoken` collects what went out."""
         self._pipeline.active_turns += 1
         try:
@@ -52,7 +52,7 @@ class ReplySpeaker:
         finally:
             self._pipeline.active_turns -= 1
 
-    async def _reply_streaming(self, turn: Turn, language: str, timings: TurnTimings) -> None:
+    async def _reply_streaming(self, turn: Turn, language: str, timings: Timings) -> None:
         p = self._pipeline
         s = p.settings
         outputs = self._config.outputs
@@ -147,7 +147,7 @@ class ReplySpeaker:
         engine: TextToSpeech,
         voice: str,
         language: str,
-        timings: TurnTimings,
+        timings: Timings,
     ) -> None:
         outputs = self._config.outputs
         # Video segments render beside the audio path, never in front of it.
@@ -174,7 +174,7 @@ class ReplySpeaker:
         engine: TextToSpeech,
         voice: str,
         language: str,
-        timings: TurnTimings,
+        timings: Timings,
         segments: asyncio.Queue[tuple[object, object, float] | None],
     ) -> None:
         outputs = self._config.outputs

@@ -6,8 +6,8 @@ import asyncio
 import threading
 from dataclasses import dataclass, field
 
-from avatar_server.conversation.events import Event, TurnTimings
-from avatar_server.domain import Outputs
+from avatar_server.conversation.events import Event
+from avatar_server.domain import Outputs, Timings
 
 
 def _started() -> threading.Event:
@@ -30,7 +30,7 @@ class Turn:
     # A turn started at the first pause is held back until the silence confirms the utterance ended.
     confirmed: bool = True
     held: list[Event] = field(default_factory=list)
-    timings: TurnTimings = field(default_factory=TurnTimings)
+    timings: Timings = field(default_factory=Timings)
     generating: bool = False  # the LLM is still writing this turn's reply
 
 

@@ -52,6 +52,9 @@ def timings(t: Timings) -> pb.Timings:
         tts_seconds=t.tts,
         animation_seconds=t.animation,
         total_seconds=t.total,
+        llm_first_token_seconds=t.llm_first_token,
+        tts_first_byte_seconds=t.tts_first_byte,
+        voice_to_first_audio_seconds=t.voice_to_first_audio,
     )
 
 
@@ -100,19 +103,6 @@ def _frames(track: Track, offset: float) -> list[pb.AnimationFrame]:
     ]
 
 
-def converse_timings(t: ev.TurnTimings) -> pb.Timings:
-    return pb.Timings(
-        stt_seconds=t.stt,
-        llm_seconds=t.llm,
-        tts_seconds=t.tts,
-        animation_seconds=t.animation,
-        total_seconds=t.total,
-        llm_first_token_seconds=t.llm_first_token,
-        tts_first_byte_seconds=t.tts_first_byte,
-        voice_to_first_audio_seconds=t.voice_to_first_audio,
-    )
-
-
 def converse_event(e: ev.Event, session_id: str) -> pb.ConverseResponse:
     out = pb.ConverseResponse(turn_id=e.turn_id, session_id=session_id)
     match e:
@@ -144,7 +134,7 @@ def converse_event(e: ev.Event, session_id: str) -> pb.ConverseResponse:
                 pb.TurnCompleted(
                     transcription=e.transcription,
                     reply_text=e.reply_text,
-                    timings=converse_timings(e.timings),
+                    timings=timings(e.timings),
                     interrupted=e.interrupted,
                 )
             )

@@ -22,6 +22,17 @@ const browser = await chromium.launch({
   ],
 });
 const result = { console: [] };
+
+/** A hash of the canvas face's pixels: distinct hashes over time mean the face moves. */
+function faceHash(page) {
+  return page.evaluate(() => {
+    const c = document.querySelector('[data-testid="avatar-face"]');
+    const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+    let h = 0;
+    for (let k = 0; k < d.length; k += 97) h = (h * 31 + d[k]) >>> 0;
+    return h;
+  });
+}
 class Done extends Error {}
 try {
   const page = await browser.newPage();
@@ -40,15 +51,7 @@ try {
     result.transcription = await page.locator('[data-role="user"]').first().textContent();
     const hashes = new Set();
     for (let i = 0; i < 8; i++) {
-      hashes.add(
-        await page.evaluate(() => {
-          const c = document.querySelector('[data-testid="avatar-face"]');
-          const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
-          let h = 0;
-          for (let k = 0; k < d.length; k += 97) h = (h * 31 + d[k]) >>> 0;
-          return h;
-        }),
-      );
+      hashes.add(await faceHash(page));
       await page.waitForTimeout(60);
     }
     result.distinctFaceFrames = hashes.size;
@@ -86,15 +89,7 @@ try {
     // The canvas face moves with the audio: sample its pixels while the reply plays.
     const hashes = new Set();
     for (let i = 0; i < 20; i++) {
-      hashes.add(
-        await page.evaluate(() => {
-          const c = document.querySelector('[data-testid="avatar-face"]');
-          const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
-          let h = 0;
-          for (let k = 0; k < d.length; k += 97) h = (h * 31 + d[k]) >>> 0;
-          return h;
-        }),
-      );
+      hashes.add(await faceHash(page));
       await page.waitForTimeout(100);
     }
     result.distinctFaceFrames = hashes.size;
