@@ -21,7 +21,6 @@ from avatar_server.engines.tts.base import PhonemeTiming
 _FINE_RATE = 200  # Hz: phoneme targets are laid out finely, smoothed, then sampled at the track's fps
 _COARTICULATION_SIGMA = 0.035  # s: neighbouring phonemes blend over about +-70 ms
 _PP = VISEMES.index("PP")
-_JAW = ARKIT_NAMES.index("jawOpen")
 _BLINK = (ARKIT_NAMES.index("eyeBlinkLeft"), ARKIT_NAMES.index("eyeBlinkRight"))
 
 
@@ -137,7 +136,3 @@ def track_from_audio(samples: npt.NDArray[np.float32], rate: int, fps: float, *,
     fine[:, SIL] = 1.0 - loud
     smooth = _smooth(fine, _COARTICULATION_SIGMA)
     return _with_arkit_and_blinks(_sample(smooth, duration, fps), fps, seed)
-
-
-def jaw_column() -> int:
-    return _JAW
