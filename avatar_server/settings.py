@@ -42,7 +42,7 @@ class Settings(BaseSettings):
     whisper_device: str = "cpu"  # or "cuda"
     whisper_compute_type: str = ""  # "" = int8 on the CPU, float16 on CUDA
     whisper_beam_size: int = 1
-    whisper_encoder_window_seconds: float = 10.0  # 30 = Whisper's full window (slower, the reference)
+    whisper_encoder_window_seconds: float = 6.0  # 30 = Whisper's full window (slower, the reference)
     llm_model_path: Path | None = None
     llm_context_tokens: int = 2048
     llm_max_tokens: int = 60

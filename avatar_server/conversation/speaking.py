@@ -26,6 +26,10 @@ from avatar_server.media.audio import to_pcm16
 from avatar_server.personas import Avatar
 from avatar_server.pipeline import Pipeline
 
+# Audio in hand below which the next piece is cut short: a whole sentence takes about this long to write
+# and synthesize on 2 cores.
+_HURRY_BELOW = 1.5
+
 
 class ReplySpeaker:
     """Speaks replies for one session; events go out through `emit`, which holds back unconfirmed turns."""
@@ -71,10 +75,11 @@ class ReplySpeaker:
         speaker = (
             asyncio.create_task(self._speak(turn, sentences, engine, voice, language, timings)) if speaking else None
         )
-        # Alone, the first clause is spoken as soon as it is written; under load whole sentences keep
-        # each session's audio continuous (a short first chunk leaves little time to make the next).
+        # Alone, a turn speaks a short piece whenever its listener has little audio in hand (at first,
+        # nothing): the first few words, not the first sentence. Under load whole sentences keep each
+        # session's audio continuous (a short piece leaves little time to make the next).
         busy = p.active_turns > 1
-        splitter, count, chars, capped = SentenceSplitter(first_clause_words=0 if busy else 8), 0, 0, False
+        splitter, count, chars, capped = SentenceSplitter(hurry=not busy), 0, 0, False
         first_sent = False
         t0 = time.perf_counter()
         turn.generating = True
@@ -86,6 +91,7 @@ class ReplySpeaker:
                     timings.llm_first_token = time.perf_counter() - t0
                 self._emit(turn, ReplyDelta(turn.id, delta))
                 chars += len(delta)
+                splitter.hurry = not busy and turn.audio_until - time.perf_counter() < _HURRY_BELOW
                 for sentence in splitter.feed(delta):
                     count += ends_sentence(sentence)
                     if speaker is not None:
@@ -206,6 +212,7 @@ class ReplySpeaker:
                     guard.add(playback)
                 if playback is not None:
                     playback.sent_seconds = clock
+                    turn.audio_until = playback.started + clock
         finally:
             if playback is not None:
                 guard.discard(playback)

@@ -32,6 +32,7 @@ class Turn:
     held: list[Event] = field(default_factory=list)
     timings: Timings = field(default_factory=Timings)
     generating: bool = False  # the LLM is still writing this turn's reply
+    audio_until: float = 0.0  # wall time at which the reply audio sent so far has played out
 
 
 @dataclass(frozen=True)

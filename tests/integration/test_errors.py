@@ -22,13 +22,19 @@ def stub(channel: grpc.Channel) -> pb_grpc.AvatarServiceStub:
     return pb_grpc.AvatarServiceStub(channel)
 
 
-def wav_of(seconds: float, rate: int = 16000) -> bytes:
+def wav_of(seconds: float, rate: int = 16000, sound: str = "silence") -> bytes:
+    n = int(seconds * rate)
+    samples = {
+        "silence": np.zeros(n),
+        "noise": np.random.default_rng(0).standard_normal(n) * 300,  # Whisper alone wrote "1.5kg" here
+        "tone": np.sin(2 * np.pi * 440 * np.arange(n) / rate) * 10000,
+    }[sound]
     buf = io.BytesIO()
     with wave.open(buf, "wb") as w:
         w.setnchannels(1)
         w.setsampwidth(2)
         w.setframerate(rate)
-        w.writeframes(np.zeros(int(seconds * rate), dtype="<i2").tobytes())
+        w.writeframes(samples.astype("<i2").tobytes())
     return buf.getvalue()
 
 
@@ -69,6 +75,8 @@ CASES = {
     ),
     "bad session id": (pb.InteractRequest(text="hi", session_id="a b"), grpc.StatusCode.INVALID_ARGUMENT, "session_id"),
     "silence": (audio(wav_of(2.0), "audio/wav"), grpc.StatusCode.INVALID_ARGUMENT, "No speech"),
+    "noise": (audio(wav_of(2.0, sound="noise"), "audio/wav"), grpc.StatusCode.INVALID_ARGUMENT, "No speech"),
+    "tone": (audio(wav_of(2.0, sound="tone"), "audio/wav"), grpc.StatusCode.INVALID_ARGUMENT, "No speech"),
 }
 
 

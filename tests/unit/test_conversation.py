@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -150,6 +151,42 @@ def test_sentence_splitter() -> None:
     assert s.feed("Hello") == [] and s.feed(" there. How") == ["Hello there."]
     assert s.feed(" are you? I") == ["How are you?"]
     assert s.flush() == "I"
+
+
+def feed_tokens(s: SentenceSplitter, text: str) -> list[str]:
+    """Feed word pieces as an LLM streams them; every piece emitted along the way, then the rest."""
+    out: list[str] = []
+    for token in re.findall(r"\s*\S{1,4}", text + " "):
+        out += s.feed(token)
+    rest = s.flush()
+    return out + ([rest] if rest else [])
+
+
+@pytest.mark.parametrize(
+    ("text", "pieces"),
+    [
+        ("I'm Grace Hopper, a computer scientist. I wrote", ["I'm Grace Hopper,", "a computer scientist.", "I wrote"]),
+        ("Well, I was born in 1906, in New York.", ["Well, I was born in 1906,", "in New York."]),  # not after 1 word
+        # No comma: cut before a linking word, else after 7 words but not right after an article.
+        (
+            "Computers should speak the language of the people who use them.",
+            ["Computers should speak the language", "of the people who use them."],
+        ),
+        ("The first compiler I wrote was the A-0 System.", ["The first compiler I wrote was", "the A-0 System."]),
+        ("Yes. No, never.", ["Yes.", "No, never."]),
+        ("Short one", ["Short one"]),
+    ],
+)
+def test_pieces_are_cut_short_in_a_hurry(text: str, pieces: list[str]) -> None:
+    assert feed_tokens(SentenceSplitter(min_words=3, max_words=7, hurry=True), text) == pieces
+
+
+def test_without_hurry_pieces_are_whole_sentences() -> None:
+    text = "The first compiler I wrote was the A-0 System, in 1952. Computers should speak our language."
+    assert feed_tokens(SentenceSplitter(), text) == [
+        "The first compiler I wrote was the A-0 System, in 1952.",
+        "Computers should speak our language.",
+    ]
 
 
 def test_a_short_dip_is_not_a_pause() -> None:

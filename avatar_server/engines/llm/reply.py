@@ -55,39 +55,69 @@ def collect_reply(deltas: Iterator[str], *, max_sentences: int, max_chars: int) 
     return shape_reply(text, max_sentences=max_sentences, max_chars=max_chars)
 
 
+# Words a spoken clause may begin with: a long opening without punctuation is cut before one of them.
+_LINK_WORDS = frozenset(
+    {
+        *("and", "but", "or", "so", "because", "which", "who", "whom", "whose", "that", "when", "where", "while"),
+        *("if", "as", "than", "after", "before", "since", "until", "in", "on", "at", "with", "for", "from"),
+        *("to", "of", "about", "into", "by"),
+    }
+)
+_ARTICLES = frozenset(["a", "an", "the", "my", "our", "your", "his", "her", "its", "their", "this", "these", "those"])
+
+
+def _bare(word: str) -> str:
+    return word.lower().strip("\"'“”‘’()")
+
+
 class SentenceSplitter:
     """Feed text deltas; get back each sentence as soon as it is complete (for sentence-level TTS).
 
-    With `first_clause_words`, the reply's first piece may end at a comma once it has that many words:
-    the first audio then waits for a clause, not for a long sentence.
+    While `hurry` is set (nothing is playing yet, or the audio in hand runs short) pieces are cut shorter,
+    so that the next audio waits for a few words, not for a whole sentence: at the first comma,
+    semicolon or colon after at least `min_words` words, else, once more than `max_words` words have come
+    without one, before the last linking word ("and", "which", "in", ...) past `min_words`, or after
+    `max_words` words. Synthesis time grows with the text (Piper: 0.09 s for 3 words, 0.22 s for 9).
     """
 
     _CLAUSE = re.compile(r"(?<=[,;:])\s+")
+    _WORD = re.compile(r"\S+")
 
-    def __init__(self, first_clause_words: int = 0) -> None:
+    def __init__(self, *, min_words: int = 3, max_words: int = 7, hurry: bool = False) -> None:
         self._buffer = ""
-        self._first_clause_words = first_clause_words
-        self._emitted = False
+        self._min = min_words
+        self._max = max(max_words, min_words)
+        self.hurry = hurry
 
     def feed(self, delta: str) -> list[str]:
         self._buffer += delta
         parts = _SENTENCE_END.split(self._buffer)
         if len(parts) == 1:
-            return self._first_clause()
+            return self._short_piece() if self.hurry else []
         self._buffer = parts[-1]
-        out = [" ".join(p.split()) for p in parts[:-1] if p.strip()]
-        self._emitted = self._emitted or bool(out)
-        return out
+        return [" ".join(p.split()) for p in parts[:-1] if p.strip()]
 
-    def _first_clause(self) -> list[str]:
-        if self._emitted or not self._first_clause_words:
-            return []
-        pieces = self._CLAUSE.split(self._buffer, maxsplit=1)
-        if len(pieces) == 2 and len(pieces[0].split()) >= self._first_clause_words:
-            self._emitted = True
-            self._buffer = pieces[1]
-            return [" ".join(pieces[0].split())]
-        return []
+    def _short_piece(self) -> list[str]:
+        cut = None
+        for mark in self._CLAUSE.finditer(self._buffer):
+            if len(self._buffer[: mark.start()].split()) >= self._min:
+                cut = mark.start()
+                break
+        if cut is None:
+            words = list(self._WORD.finditer(self._buffer))
+            if not self._buffer[-1:].isspace():
+                words = words[:-1]  # the last word may still be growing
+            if len(words) <= self._max:
+                return []
+            k = next(
+                (k for k in range(self._max, self._min - 1, -1) if _bare(words[k].group()) in _LINK_WORDS),
+                self._max,
+            )
+            while k > self._min and _bare(words[k - 1].group()) in _ARTICLES:
+                k -= 1  # "... was | the A-0 System", not "... was the | A-0 System"
+            cut = words[k].start()
+        head, self._buffer = self._buffer[:cut], self._buffer[cut:].lstrip()
+        return [" ".join(head.split())]
 
     def flush(self) -> str:
         rest, self._buffer = " ".join(self._buffer.split()), ""

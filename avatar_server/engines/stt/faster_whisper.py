@@ -9,6 +9,8 @@ import numpy.typing as npt
 
 from avatar_server.engines.stt.base import SttCapabilities, Transcript
 
+_SPEECH_PAD = 300  # ms of audio kept either side of the speech Silero VAD hears
+
 
 class FasterWhisperSTT:
     """Whisper through faster-whisper. `model` is a folder or a size name the library knows."""
@@ -24,7 +26,7 @@ class FasterWhisperSTT:
         cpu_threads: int = 2,
         beam_size: int = 1,
         model_label: str | None = None,
-        encoder_window_seconds: float = 10.0,
+        encoder_window_seconds: float = 6.0,
     ) -> None:
         from faster_whisper import WhisperModel
         from faster_whisper.tokenizer import _LANGUAGE_CODES
@@ -49,6 +51,19 @@ class FasterWhisperSTT:
                 return self._transcribe_window(samples, language)
             return self._transcribe_long(samples, language)
 
+    def _speech(self, samples: npt.NDArray[np.float32]) -> npt.NDArray[np.float32] | None:
+        """The audio from the first to the last speech that Silero VAD hears (padded), None if it hears none.
+
+        Whisper writes words into silence and noise ("1.5kg", "diw, tiw, tiw"), the more so over a short
+        window: audio without speech is never decoded, and leading/trailing silence is not encoded.
+        """
+        from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+        spans = get_speech_timestamps(samples, VadOptions(min_silence_duration_ms=500, speech_pad_ms=_SPEECH_PAD))
+        if not spans:
+            return None
+        return samples[spans[0]["start"] : spans[-1]["end"]]
+
     def _transcribe_window(self, samples: npt.NDArray[np.float32], language: str | None) -> Transcript:
         """Up to 30 s, encoded ONCE for both language detection and decoding, over a short window.
 
@@ -63,6 +78,10 @@ class FasterWhisperSTT:
         from faster_whisper.audio import pad_or_trim
 
         model = self._model
+        speech = self._speech(samples)
+        if speech is None:
+            return Transcript(text="", language=language or "", language_probability=0.0)
+        samples = speech
         features = model.feature_extractor(samples)
         n = features.shape[-1]
         full = model.feature_extractor.nb_max_frames
