@@ -47,6 +47,7 @@ class Settings(BaseSettings):
     llm_context_tokens: int = 2048
     llm_max_tokens: int = 60
     llm_temperature: float = 0.3
+    llm_seed: int | None = None  # set: every reply is sampled with this seed (the same prompt, the same reply)
     threads: int = 2
 
     # Cloud backends (documented HTTP APIs) and the organisation's OpenAI-compatible LLM service.

@@ -4,6 +4,12 @@ Measures, from the client's side, voice-to-first-audio (the last voiced sample s
 audio chunk received), whether the first animation frames arrive no later than the first audio, the
 ratio to Interact's processing_time on the same clip, and whether 4 concurrent sessions keep real time
 (a reply chunk arriving after the moment a player would need it is a gap). Saves bench/results/converse-latest.json.
+
+Each round runs Converse on one fresh server and Interact on another, both sampling with the same seed
+(AVATAR_LLM_SEED, a different one per round) and fed the clips in the same order, so llama.cpp's prompt
+cache is in the same state on both: the two paths then write the same reply to the same clip (the share
+is reported), and the ratio compares the same work done two ways, not two replies of different length.
+The servers take turns; an idle one costs nothing.
 """
 
 from __future__ import annotations
@@ -72,6 +78,7 @@ async def converse_once(target: str, name: str, wav: bytes) -> dict[str, object]
     return {
         "name": name,
         "transcription": done.transcription,
+        "reply_text": done.reply_text,
         "voice_to_first_audio_client": first_audio - voice_end_wall,
         "voice_to_first_audio_server": done.timings.voice_to_first_audio_seconds,
         "stt": done.timings.stt_seconds,
@@ -84,22 +91,33 @@ async def converse_once(target: str, name: str, wav: bytes) -> dict[str, object]
     }
 
 
-def interact_time(target: str, wav: bytes) -> float:
+def interact(target: str, wav: bytes) -> pb.InteractResponse:
     with grpc.insecure_channel(target, options=[("grpc.max_receive_message_length", 64 << 20)]) as channel:
-        resp = pb_grpc.AvatarServiceStub(channel).Interact(
+        return pb_grpc.AvatarServiceStub(channel).Interact(
             pb.InteractRequest(audio=pb.AudioInput(data=wav, mime_type="audio/wav")), timeout=300
         )
-    return resp.timings.total_seconds
 
 
-async def run(target: str, clips: list[tuple[str, bytes]], rounds: int) -> dict[str, object]:
+async def run(folder: Path, clips: list[tuple[str, bytes]], rounds: int) -> dict[str, object]:
     rows = []
-    for _ in range(rounds):
-        for name, wav in clips:
-            row = await converse_once(target, name, wav)
-            row["interact_processing_time"] = interact_time(target, wav)
-            rows.append(row)
-    concurrent = await asyncio.gather(*(converse_once(target, name, wav) for name, wav in (clips * 4)[:4]))
+    for k in range(rounds):
+        seed = {"AVATAR_LLM_SEED": str(1000 + k)}
+        server = start_server(folder / f"server-{k}.log", extra_env=seed)
+        twin = start_server(folder / f"server-{k}-interact.log", extra_env=seed)
+        try:
+            for name, wav in clips:
+                row = await converse_once(server.target, name, wav)
+                resp = interact(twin.target, wav)
+                row["interact_processing_time"] = resp.timings.total_seconds
+                row["same_reply"] = resp.reply_text.split() == str(row["reply_text"]).split()
+                rows.append(row)
+            if k == rounds - 1:
+                concurrent = await asyncio.gather(
+                    *(converse_once(server.target, name, wav) for name, wav in (clips * 4)[:4])
+                )
+        finally:
+            stop_server(server)
+            stop_server(twin)
     v2fa = [float(r["voice_to_first_audio_client"]) for r in rows]  # type: ignore[arg-type]
     ratio = [float(r["voice_to_first_audio_client"]) / float(r["interact_processing_time"]) for r in rows]  # type: ignore[arg-type]
     return {
@@ -111,6 +129,7 @@ async def run(target: str, clips: list[tuple[str, bytes]], rounds: int) -> dict[
         "tts_first_byte_p50": pct([float(r["tts_first_byte"]) for r in rows], 0.5),  # type: ignore[arg-type]
         "frames_before_audio_all": all(bool(r["frames_before_audio"]) for r in rows + list(concurrent)),
         "converse_over_interact_p50": statistics.median(ratio),
+        "same_reply_share": sum(bool(r["same_reply"]) for r in rows) / len(rows),
         "interact_processing_time_p50": pct([float(r["interact_processing_time"]) for r in rows], 0.5),  # type: ignore[arg-type]
         "concurrent_sessions": 4,
         "concurrent_max_gap": max(float(r["max_gap"]) for r in concurrent),  # type: ignore[arg-type]
@@ -130,11 +149,7 @@ def main() -> int:
     parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-converse-"))
-    server = start_server(tmp / "server.log")
-    try:
-        result = asyncio.run(run(server.target, make_clips(tmp), args.rounds))
-    finally:
-        stop_server(server)
+    result = asyncio.run(run(tmp, make_clips(tmp), args.rounds))
     result = {"benchmark": "converse", "when": datetime.now(UTC).isoformat(timespec="seconds"), **result}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -68,7 +68,9 @@ def build_llm(settings: Settings) -> ChatModel:
         path = settings.llm_model_path or models.smollm2()
         if not path.is_file():
             raise EngineConfigError(f"LLM model file {path} does not exist")
-        return LlamaCppChat(path, context_tokens=settings.llm_context_tokens, threads=settings.threads)
+        return LlamaCppChat(
+            path, context_tokens=settings.llm_context_tokens, threads=settings.threads, seed=settings.llm_seed
+        )
     if settings.llm_engine == "openai-compatible":
         from avatar_server.engines.llm.openai_compatible import OpenAICompatibleChat
 
@@ -79,6 +81,7 @@ def build_llm(settings: Settings) -> ChatModel:
             api_key=settings.llm_api_key,
             timeout=settings.http_timeout_seconds,
             retries=settings.http_retries,
+            seed=settings.llm_seed,
         )
     raise EngineConfigError(f"unknown LLM engine {settings.llm_engine!r} (known: llama-cpp, openai-compatible)")
 

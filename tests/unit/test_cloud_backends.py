@@ -70,9 +70,9 @@ def test_openai_transcription_needs_a_key() -> None:
         OpenAITranscriptionSTT(base_url="http://127.0.0.1:9", api_key="")
 
 
-def chat(url: str, retries: int = 3) -> OpenAICompatibleChat:
+def chat(url: str, retries: int = 3, seed: int | None = None) -> OpenAICompatibleChat:
     return OpenAICompatibleChat(
-        base_url=f"{url}/v1", model="super-intelligence", api_key="k", timeout=5, retries=retries
+        base_url=f"{url}/v1", model="super-intelligence", api_key="k", timeout=5, retries=retries, seed=seed
     )
 
 
@@ -91,6 +91,14 @@ def test_chat_streams_deltas_from_server_sent_events() -> None:
     assert body["stream"] is True and body["model"] == "super-intelligence" and body["max_tokens"] == 20
     assert body["messages"][0] == {"role": "system", "content": "persona"}
     assert s.seen[-1].headers["authorization"] == "Bearer k"
+    assert "seed" not in body  # sampling varies unless a seed is configured
+
+
+def test_chat_sends_the_configured_seed() -> None:
+    with scripted_server() as s:
+        s.script("/v1/chat/completions", Reply(headers={"Content-Type": "text/event-stream"}, chunks=sse("Hi.")))
+        assert list(chat(s.url, seed=42).stream([ChatMessage("user", "hi")], max_tokens=5, temperature=0.7)) == ["Hi."]
+    assert json.loads(s.seen[-1].body)["seed"] == 42
 
 
 def test_chat_retries_before_the_stream_and_reports_errors() -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from avatar_server import models
 from avatar_server.engines.llm.reply import collect_reply, shape_reply
 from avatar_server.engines.tts.espeak import EspeakTTS
 from avatar_server.errors import InvalidInput, TooLarge
@@ -80,6 +81,20 @@ def test_collect_reply_stops_early() -> None:
 
     assert collect_reply(gen(), max_sentences=2, max_chars=100) == "Hi. I am Grace."
     assert len(produced) == 4
+
+
+def test_a_configured_seed_makes_llama_replies_reproducible() -> None:
+    from avatar_server.engines.llm.base import ChatMessage
+    from avatar_server.engines.llm.llama_cpp import LlamaCppChat
+
+    ask = [ChatMessage("user", "Tell me a story about a ship.")]
+
+    def replies(llm: LlamaCppChat) -> list[str]:
+        return ["".join(llm.stream(ask, max_tokens=16, temperature=0.9)) for _ in range(3)]
+
+    seeded = replies(LlamaCppChat(models.smollm2(), seed=7))
+    assert len(set(seeded)) == 1 and seeded[0]
+    assert len(set(replies(LlamaCppChat(models.smollm2())))) > 1  # unseeded, sampling varies
 
 
 def test_model_checksum_is_verified(tmp_path: Path) -> None:

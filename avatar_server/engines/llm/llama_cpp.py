@@ -14,7 +14,9 @@ class LlamaCppChat:
 
     name = "llama-cpp"
 
-    def __init__(self, model_path: Path, *, context_tokens: int = 2048, threads: int = 2) -> None:
+    def __init__(
+        self, model_path: Path, *, context_tokens: int = 2048, threads: int = 2, seed: int | None = None
+    ) -> None:
         from llama_cpp import Llama
 
         self._llm = Llama(
@@ -25,6 +27,7 @@ class LlamaCppChat:
             seed=1234,
             verbose=False,
         )
+        self._seed = seed
         self._lock = threading.Lock()  # a llama context serves one request at a time
         self.capabilities = LlmCapabilities(streaming=True, model=model_path.name)
 
@@ -36,6 +39,7 @@ class LlamaCppChat:
                 temperature=temperature,
                 top_p=0.9,
                 repeat_penalty=1.15,
+                seed=self._seed,  # None: the context's generator goes on, so replies vary
                 stream=True,
             )
             try:

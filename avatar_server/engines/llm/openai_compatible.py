@@ -16,12 +16,20 @@ class OpenAICompatibleChat:
     name = "openai-compatible"
 
     def __init__(
-        self, *, base_url: str, model: str, api_key: str = "", timeout: float = 30.0, retries: int = 3
+        self,
+        *,
+        base_url: str,
+        model: str,
+        api_key: str = "",
+        timeout: float = 30.0,
+        retries: int = 3,
+        seed: int | None = None,
     ) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout)
         self._model = model
         self._retries = retries
+        self._seed = seed
         self.capabilities = LlmCapabilities(streaming=True, model=model)
 
     def stream(self, messages: list[ChatMessage], *, max_tokens: int, temperature: float) -> Iterator[str]:
@@ -32,6 +40,8 @@ class OpenAICompatibleChat:
             "temperature": temperature,
             "stream": True,
         }
+        if self._seed is not None:
+            body["seed"] = self._seed  # best-effort determinism, as the API documents it
 
         def open_stream() -> httpx.Response:
             request = self._client.build_request("POST", "/chat/completions", json=body)
