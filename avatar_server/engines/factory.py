@@ -65,7 +65,7 @@ def build_llm(settings: Settings) -> ChatModel:
     if settings.llm_engine == "llama-cpp":
         from avatar_server.engines.llm.llama_cpp import LlamaCppChat
 
-        path = settings.llm_model_path or models.smollm2()
+        path = settings.llm_model_path or models.smollm2(settings.models_dir)
         if not path.is_file():
             raise EngineConfigError(f"LLM model file {path} does not exist")
         return LlamaCppChat(
@@ -91,7 +91,7 @@ def build_tts(name: str, settings: Settings | None = None) -> TextToSpeech:
     if name == "piper":
         from avatar_server.engines.tts.piper import PiperTTS
 
-        return PiperTTS(models.piper_joe())
+        return PiperTTS(models.piper_joe(settings.models_dir))
     if name == "espeak":
         from avatar_server.engines.tts.espeak import EspeakTTS
 

@@ -98,12 +98,19 @@ def test_a_configured_seed_makes_llama_replies_reproducible() -> None:
 
 
 def test_model_checksum_is_verified(tmp_path: Path) -> None:
-    f = tmp_path / "m.bin"
+    f = tmp_path / "pkg" / "m.bin"
+    f.parent.mkdir()
     f.write_bytes(b"model")
-    verify(f, hashlib.sha256(b"model").hexdigest())
-    f.write_bytes(b"tampered")
+    good = hashlib.sha256(b"model").hexdigest()
+    verify(f, good)
+    verify(f, good, tmp_path / "models" / "verified")
+    assert [p.name for p in f.parent.iterdir()] == ["m.bin"]  # nothing written beside the model
+    assert len(list((tmp_path / "models" / "verified").iterdir())) == 1
+    f.write_bytes(b"tampered")  # size and mtime change: the stamp no longer vouches for it
     with pytest.raises(ModelError, match="sha256"):
-        verify(f, hashlib.sha256(b"model").hexdigest())
+        verify(f, good, tmp_path / "models" / "verified")
+    with pytest.raises(ModelError, match="sha256"):
+        verify(f, good)
     with pytest.raises(ModelError, match="missing"):
         verify(tmp_path / "none.bin", "0" * 64)
 
