@@ -90,6 +90,7 @@ test: setup $(ARCTIC_WAV)
 	$(BIN)/python -m pytest
 
 bench: setup
+	$(BIN)/python bench/bench_engines.py
 	$(BIN)/python bench/bench_interact.py
 	$(BIN)/python bench/bench_bridge.py
 	$(BIN)/python bench/bench_converse.py
