@@ -46,8 +46,9 @@ class FakeLLM:
 
 
 class FakeTTS:
-    def __init__(self, name: str, languages: tuple[str, ...]) -> None:
+    def __init__(self, name: str, languages: tuple[str, ...], seconds: float = 1.0) -> None:
         self.name = name
+        self.seconds = seconds  # audio per call
         self.capabilities = TtsCapabilities(
             phoneme_timings=True, voices=tuple(VoiceSpec(f"{name}:{lang}", (lang,)) for lang in languages)
         )
@@ -56,5 +57,5 @@ class FakeTTS:
     def synthesize(self, text: str, *, voice: str, language: str) -> Speech:
         self.calls.append((text, voice, language))
         rate = 16000
-        samples = (0.1 * np.sin(np.arange(rate) / 5.0)).astype(np.float32)
+        samples = (0.1 * np.sin(np.arange(int(rate * self.seconds)) / 5.0)).astype(np.float32)
         return Speech(samples, rate, [PhonemeTiming("a", 0.1, 0.5), PhonemeTiming("m", 0.5, 0.7)])

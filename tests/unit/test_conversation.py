@@ -49,13 +49,16 @@ def vad() -> SileroModel:
     return SileroModel()
 
 
-def make_pipeline(vad: SileroModel, llm: FakeLLM) -> Pipeline:
+def make_pipeline(vad: SileroModel, llm: FakeLLM, tts_seconds: float = 1.0) -> Pipeline:
     settings = Settings(reply_max_sentences=50, reply_max_chars=10_000)
     avatars = load_avatars(settings.avatars_dir)
     engines = Engines(
         stt=FakeSTT("hello there"),
         llm=llm,
-        tts={"piper": FakeTTS("piper", ("en-us",)), "espeak": FakeTTS("espeak", ("en-us", "uk"))},
+        tts={
+            "piper": FakeTTS("piper", ("en-us",), seconds=tts_seconds),
+            "espeak": FakeTTS("espeak", ("en-us", "uk"), seconds=tts_seconds),
+        },
         fallback_tts="espeak",
         animator=PortraitAnimator(avatars, video_fps=25, video_size=128),
         vad=vad,
@@ -118,6 +121,31 @@ async def test_finish_lets_the_turn_complete(vad: SileroModel) -> None:
         events.append(e)
     done = events[-1]
     assert isinstance(done, TurnCompleted) and done.reply_text == "One. Two."
+
+
+class PacedLLM(FakeLLM):
+    """Streams its reply word by word at about 100 tokens per second, like the embedded model."""
+
+    def stream(self, messages: list[ChatMessage], *, max_tokens: int, temperature: float) -> Iterator[str]:
+        for word in super().stream(messages, max_tokens=max_tokens, temperature=temperature):
+            time.sleep(0.01)
+            yield word
+
+
+@pytest.mark.parametrize(("audio_seconds", "cut_later"), [(10.0, False), (0.5, True)])
+async def test_pieces_are_short_while_the_listener_has_little_audio(
+    vad: SileroModel, audio_seconds: float, cut_later: bool
+) -> None:
+    reply = "The first compiler I wrote was called A-0 in the year of the Navy. Then it ran on the Mark I and II."
+    pipeline = make_pipeline(vad, PacedLLM(reply), tts_seconds=audio_seconds)
+    session = ConversationSession(pipeline, SessionConfig())
+    await session.text("hi")
+    await session.finish()
+    pieces = [text for engine in pipeline.engines.tts.values() for text, _, _ in engine.calls]  # type: ignore[attr-defined]
+    assert " ".join(pieces) == reply  # nothing lost or reordered
+    assert pieces[0] == "The first compiler I wrote"  # nothing plays yet: the first piece is short
+    # With 10 s of audio in hand the rest is spoken in whole sentences; with 0.5 s it is cut short again.
+    assert any(not p.endswith(".") for p in pieces[1:]) == cut_later, pieces
 
 
 def test_config_is_validated(vad: SileroModel) -> None:

@@ -83,7 +83,7 @@ class SentenceSplitter:
     _CLAUSE = re.compile(r"(?<=[,;:])\s+")
     _WORD = re.compile(r"\S+")
 
-    def __init__(self, *, min_words: int = 3, max_words: int = 7, hurry: bool = False) -> None:
+    def __init__(self, *, min_words: int = 3, max_words: int = 5, hurry: bool = False) -> None:
         self._buffer = ""
         self._min = min_words
         self._max = max(max_words, min_words)
