@@ -37,6 +37,15 @@ class Done extends Error {}
 try {
   const page = await browser.newPage();
   page.on("console", (m) => result.console.push(`${m.type()}: ${m.text()}`));
+  // Every JSON event the live WebSocket receives, with the time it came, to tell which turn sent what.
+  const frames = [];
+  page.on("websocket", (ws) =>
+    ws.on("framereceived", (f) => {
+      if (typeof f.payload !== "string") return;
+      const e = JSON.parse(f.payload);
+      frames.push({ at: Date.now(), type: e.type, turn: e.turn_id, interrupted: e.interrupted, final: e.is_final });
+    }),
+  );
   page.on("pageerror", (e) => result.console.push(`pageerror: ${e.message}`));
   await page.goto(mode === "face" ? `${baseUrl}/?video=0` : baseUrl);
   await page.getByTestId("record").waitFor();
@@ -59,6 +68,7 @@ try {
     // Interrupt: playback stops at once and nothing more of that reply arrives.
     const chunks = () => page.evaluate(() => Number(document.querySelector('[data-testid="avatar-face"]').dataset.chunks));
     const t0 = Date.now();
+    const seenBefore = new Set(frames.map((f) => f.turn));
     await page.getByTestId("interrupt").click();
     await page.waitForFunction(() => document.querySelector('[data-testid="state"]').textContent !== "Speaking", null, {
       timeout: 5_000,
@@ -67,6 +77,17 @@ try {
     const before = await chunks();
     await page.waitForTimeout(2500);
     result.chunksAfterInterrupt = (await chunks()) - before;
+    // Server side: the interrupted turns' audio after their closing turn_completed{interrupted}.
+    const closed = new Map(frames.filter((f) => f.interrupted).map((f) => [f.turn, f.at]));
+    result.interruptedTurns = [...closed.keys()];
+    result.audioAfterClose = frames.filter((f) => f.type === "audio_chunk" && closed.has(f.turn) && f.at > closed.get(f.turn)).length;
+    // A turn that began after the interrupt (the person spoke again) may speak; it must have heard speech.
+    const later = frames.filter((f) => f.at >= t0 && !seenBefore.has(f.turn));
+    result.newTurnChunks = later.filter((f) => f.type === "audio_chunk").length;
+    result.newTurnsWithoutTranscript = [...new Set(later.filter((f) => f.type === "audio_chunk").map((f) => f.turn))].filter(
+      (t) => !frames.some((f) => f.turn === t && f.type === "transcript" && f.final),
+    ).length;
+    result.eventsAfterInterrupt = frames.filter((f) => f.at >= t0).map((f) => `${f.type}:${(f.turn ?? "").slice(0, 6)}${seenBefore.has(f.turn) ? "" : "(new)"}`);
     result.reply = await page.locator('[data-role="avatar"]').first().textContent();
     result.state = await page.getByTestId("state").textContent();
     await page.getByTestId("live-stop").click();
