@@ -47,7 +47,9 @@ class Settings(BaseSettings):
     llm_context_tokens: int = 2048
     llm_max_tokens: int = 60
     llm_temperature: float = 0.3
-    llm_seed: int | None = None  # set: every reply is sampled with this seed (the same prompt, the same reply)
+    # Set: every reply is sampled with this seed, so a run of requests repeats (a repeated prompt may still
+    # differ: llama.cpp's prompt cache changes how much of it is evaluated at once, hence the numerics).
+    llm_seed: int | None = None
     threads: int = 2
 
     # Cloud backends (documented HTTP APIs) and the organisation's OpenAI-compatible LLM service.

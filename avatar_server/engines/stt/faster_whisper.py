@@ -69,9 +69,10 @@ class FasterWhisperSTT:
 
         faster-whisper's transcribe() runs the encoder twice when it must also detect the language, and
         always over a 30 s window. CTranslate2's encoder also takes shorter windows (like whisper.cpp's
-        audio_ctx): a 10 s window costs about a third of the 30 s one (0.38 s vs 1.2 s for Whisper base
-        on 2 cores) with the same transcripts on our clips. A decode that looks degenerate (a repetition
-        loop, far too many tokens for the audio) is decoded again without repeats, then over the full window.
+        audio_ctx): over 6 s Whisper base takes 0.28-0.35 s per short clip on 2 cores, 1.4-1.5 s over 30 s
+        (bench/bench_engines.py), with the same transcripts on our clips but one word. A decode that looks
+        degenerate (a repetition loop, far too many tokens for the audio) is decoded again without repeats,
+        then over the full window.
         """
         import math
 
