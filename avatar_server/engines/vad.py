@@ -92,7 +92,10 @@ class Endpointer:
         return WINDOW / 16.0
 
     def reset(self) -> None:
+        """Back to silence, keeping the stream clock: window numbers stay stream positions."""
+        windows = self.windows
         self.__post_init__()
+        self.windows = windows
 
     def push(self, prob: float) -> VadEvent | None:
         self.windows += 1

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from avatar.v1 import avatar_pb2 as pb
 from avatar.v1 import avatar_pb2_grpc as pb_grpc
-from avatar_client.converse import paced_requests
+from avatar_client.converse import paced_requests, pcm16_chunks
 
 from avatar_server.media.audio import decode_audio, to_pcm16
 from tests.conftest import Clip, ServerProcess
@@ -93,6 +93,23 @@ async def test_end_of_utterance_ends_the_turn_at_once(server: ServerProcess, cli
     transcript = next(e.transcript.text for e in events if e.HasField("transcript"))
     assert "how are you" in transcript.lower()
     check_reply_stream([e for e in events if e.WhichOneof("event") not in ("speech_started", "speech_ended")])
+
+
+async def test_after_push_to_talk_the_vad_still_ends_turns(server: ServerProcess, clips: dict[str, Clip]) -> None:
+    speech = clip_pcm(clips["flite"])
+
+    async def requests() -> AsyncIterator[pb.ConverseRequest]:
+        yield pb.ConverseRequest(config=pb.ConverseConfig(input_format=PCM16))
+        for chunk in pcm16_chunks(speech + bytes(3200), 16000):  # the button released just after speaking
+            yield pb.ConverseRequest(audio=chunk)
+        yield pb.ConverseRequest(end_of_utterance=pb.EndOfUtterance())
+        for chunk in pcm16_chunks(bytes(32000) + speech + bytes(48000), 16000):  # then hands-free: the VAD ends it
+            yield pb.ConverseRequest(audio=chunk)
+
+    events = await collect(server, requests())
+    finals = [e.transcript.text for e in events if e.HasField("transcript") and e.transcript.is_final]
+    errors = [e.error.message for e in events if e.HasField("error")]
+    assert len(finals) == 2 and all("how are you" in t.lower() for t in finals), (finals, errors)
 
 
 async def test_text_turns_and_errors_keep_the_session(server: ServerProcess) -> None:
