@@ -12,6 +12,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections import deque
 
 import numpy as np
 import numpy.typing as npt
@@ -60,7 +61,8 @@ class ConversationSession:
         self._next_turn_id = uuid.uuid4().hex
         self._early: Turn | None = None
         self._early_end = 0
-        self._pause_wall = 0.0
+        self._pause_wall = 0.0  # when the last speech sample before the latest pause reached the server
+        self._arrivals: deque[tuple[int, float]] = deque(maxlen=512)  # (stream position after a chunk, wall time)
         self._current: Turn | None = None
         self._cancelled: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -76,6 +78,7 @@ class ConversationSession:
         if len(samples) == 0:
             return
         self._audio = np.concatenate([self._audio, samples])
+        self._arrivals.append((self._position(), time.perf_counter()))
         probs = await asyncio.to_thread(self._vad.process, samples)
         for prob in probs:
             event = self._endpointer.push(prob)
@@ -204,7 +207,8 @@ class ConversationSession:
         elif event is VadEvent.PAUSE:
             # Start the turn at the first silence, held back until the silence lasts: if the person does
             # not go on, transcript and reply are under way (or ready) when the utterance is confirmed.
-            self._pause_wall = time.perf_counter()
+            # Voice-to-first-audio counts from the end of the speech, not from noticing the pause.
+            self._pause_wall = self._arrival(ep.speech_end_window * WINDOW)
             end = ep.speech_end_window * WINDOW + _TAIL
             turn = Turn(self._next_turn_id, self._pause_wall, confirmed=False)
             self._early = turn
@@ -214,6 +218,13 @@ class ConversationSession:
             self._drop_early_turn()
         elif event is VadEvent.SPEECH_ENDED:
             self._finish_utterance(ep.speech_end_window * WINDOW + _TAIL)
+
+    def _arrival(self, position: int) -> float:
+        """The wall time at which the stream's sample at `position` reached the server."""
+        for after, wall in self._arrivals:
+            if after > position:
+                return wall
+        return time.perf_counter()
 
     def _finish_utterance(self, end: int) -> None:
         early = self._early
