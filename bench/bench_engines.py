@@ -1,9 +1,9 @@
 """Engine benchmark: each embedded engine alone, in this process, on the test clips and texts.
 
 The figures the README quotes for single engines come from here: Whisper base per encoder window (30 s is
-faster-whisper's own window, the reference), Piper vs espeak-ng real-time factor on a whole reply and
-Piper's time for a short first piece, SmolLM2's time to first token and decode rate. Medians of a few
-runs each. Saves bench/results/engines-latest.json.
+faster-whisper's own window, the reference) and the Silero speech check in front of it, Piper vs espeak-ng
+real-time factor on a whole reply and Piper's time for a short first piece, SmolLM2's time to first token
+and decode rate. Medians of a few runs each. Saves bench/results/engines-latest.json.
 """
 
 from __future__ import annotations
@@ -58,8 +58,10 @@ def bench_stt(settings: Settings, clips: list[tuple[str, bytes]], runs: int) -> 
             x = decode_audio(wav, "audio/wav", max_seconds=60)
             stt.transcribe(x, language=None)  # warm
             seconds, transcript = median_time(lambda x=x: stt.transcribe(x, language=None), runs)
+            vad_seconds, _ = median_time(lambda x=x: stt._speech(x), runs)  # type: ignore[attr-defined]
             rows.append(
                 {
+                    "speech_check_seconds": vad_seconds,
                     "window_seconds": window,
                     "clip": name,
                     "clip_seconds": len(x) / 16000,
@@ -127,7 +129,8 @@ def main() -> int:
     (out / "engines-latest.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
     print("Engines, seconds (medians)")
     for row in result["stt"]:  # type: ignore[union-attr]
-        print(f"  STT window {row['window_seconds']:4.0f} s  {row['clip']:7s} {row['seconds']:.3f}  {row['text']}")
+        window, clip, took, check = row["window_seconds"], row["clip"], row["seconds"], row["speech_check_seconds"]
+        print(f"  STT window {window:4.0f} s  {clip:7s} {took:.3f} (speech check {check:.3f})  {row['text']}")
     tts = result["tts"]
     for name in ("piper", "espeak"):
         r = tts[name]  # type: ignore[index]

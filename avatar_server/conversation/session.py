@@ -61,7 +61,7 @@ class ConversationSession:
         self._next_turn_id = uuid.uuid4().hex
         self._early: Turn | None = None
         self._early_end = 0
-        self._pause_wall = 0.0  # when the last speech sample before the latest pause reached the server
+        self._speech_end_wall = 0.0  # when the last speech sample before the latest pause reached the server
         self._arrivals: deque[tuple[int, float]] = deque(maxlen=512)  # (stream position after a chunk, wall time)
         self._current: Turn | None = None
         self._cancelled: set[str] = set()
@@ -128,12 +128,12 @@ class ConversationSession:
         """Push-to-talk release: the utterance ends now, whatever the VAD thinks."""
         end = self._position()
         if self._endpointer.in_speech:
-            self._pause_wall = time.perf_counter()
+            self._speech_end_wall = time.perf_counter()
             self._early_end = -1  # push-to-talk: everything up to now is the utterance
             self._finish_utterance(end)
         elif end - self._utterance_start > WINDOW and self._utterance_start < end and self._endpointer.windows:
             # Speech too short for the VAD to call it speech still counts when the client says it ended.
-            self._pause_wall = time.perf_counter()
+            self._speech_end_wall = time.perf_counter()
             self._finish_utterance(end)
         self._endpointer.reset()
 
@@ -208,9 +208,9 @@ class ConversationSession:
             # Start the turn at the first silence, held back until the silence lasts: if the person does
             # not go on, transcript and reply are under way (or ready) when the utterance is confirmed.
             # Voice-to-first-audio counts from the end of the speech, not from noticing the pause.
-            self._pause_wall = self._arrival(ep.speech_end_window * WINDOW)
+            self._speech_end_wall = self._arrival(ep.speech_end_window * WINDOW)
             end = ep.speech_end_window * WINDOW + _TAIL
-            turn = Turn(self._next_turn_id, self._pause_wall, confirmed=False)
+            turn = Turn(self._next_turn_id, self._speech_end_wall, confirmed=False)
             self._early = turn
             self._early_end = end
             self._start_turn(turn, audio=self._slice(self._utterance_start, end))
@@ -239,7 +239,7 @@ class ConversationSession:
             turn_id = self._take_turn_id()
             self._emit(SpeechEnded(turn_id, end / STT_SAMPLE_RATE))
             audio = self._slice(self._utterance_start, end)
-            self._start_turn(Turn(turn_id, self._pause_wall or time.perf_counter()), audio=audio)
+            self._start_turn(Turn(turn_id, self._speech_end_wall or time.perf_counter()), audio=audio)
         self._utterance_start = end
 
     def _take_turn_id(self) -> str:

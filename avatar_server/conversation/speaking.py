@@ -91,7 +91,8 @@ class ReplySpeaker:
                     timings.llm_first_token = time.perf_counter() - t0
                 self._emit(turn, ReplyDelta(turn.id, delta))
                 chars += len(delta)
-                splitter.hurry = not busy and turn.audio_until - time.perf_counter() < _HURRY_BELOW
+                in_hand = turn.playback.slack(time.perf_counter()) if turn.playback else 0.0
+                splitter.hurry = not busy and in_hand < _HURRY_BELOW
                 for sentence in splitter.feed(delta):
                     count += ends_sentence(sentence)
                     if speaker is not None:
@@ -208,11 +209,10 @@ class ReplySpeaker:
                     segments.put_nowait((speech, track, clock))
                 clock += speech.duration
                 if playback is None and turn.confirmed:
-                    playback = Playback(source=turn)
+                    playback = turn.playback = Playback(source=turn)
                     guard.add(playback)
                 if playback is not None:
                     playback.sent_seconds = clock
-                    turn.audio_until = playback.started + clock
         finally:
             if playback is not None:
                 guard.discard(playback)

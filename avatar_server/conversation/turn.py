@@ -7,6 +7,7 @@ import threading
 from dataclasses import dataclass, field
 
 from avatar_server.conversation.events import Event
+from avatar_server.conversation.playback import Playback
 from avatar_server.domain import Outputs, Timings
 
 
@@ -32,7 +33,7 @@ class Turn:
     held: list[Event] = field(default_factory=list)
     timings: Timings = field(default_factory=Timings)
     generating: bool = False  # the LLM is still writing this turn's reply
-    audio_until: float = 0.0  # wall time at which the reply audio sent so far has played out
+    playback: Playback | None = None  # the reply's audio at the listener, once some of it went out
 
 
 @dataclass(frozen=True)
