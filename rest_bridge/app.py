@@ -7,7 +7,6 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 
 import grpc
 from avatar.v1 import avatar_pb2_grpc as pb_grpc
@@ -19,6 +18,7 @@ from grpc_health.v1 import health_pb2_grpc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rest_bridge import errors
+from rest_bridge.backend import Backend
 from rest_bridge.limits import BodySizeLimit
 from rest_bridge.media_store import MediaStore
 from rest_bridge.routes import converse, health, interact, media
@@ -27,17 +27,6 @@ from rest_bridge.settings import BridgeSettings, get_settings
 log = logging.getLogger(__name__)
 INTERACT_PATH = "/api/v1/avatar/interact"
 _MULTIPART_OVERHEAD = 64 * 1024
-
-
-@dataclass
-class Backend:
-    """What the routes share: one gRPC channel opened at startup, its stubs, the media store."""
-
-    settings: BridgeSettings
-    channel: grpc.aio.Channel
-    avatar: pb_grpc.AvatarServiceStub
-    health: health_pb2_grpc.HealthStub
-    media: MediaStore
 
 
 def create_app(settings: BridgeSettings | None = None) -> FastAPI:

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends
+from starlette.requests import HTTPConnection
 
-if TYPE_CHECKING:
-    from rest_bridge.app import Backend
+from rest_bridge.backend import Backend
 
 
-def get_backend(request: Request) -> Backend:
-    backend: Backend = request.app.state.backend
+def get_backend(conn: HTTPConnection) -> Backend:
+    """The Backend the app's lifespan opened; HTTPConnection so HTTP routes and WebSockets share it."""
+    backend: Backend = conn.app.state.backend
     return backend
 
 
-BackendDep = Annotated["Backend", Depends(get_backend)]
+BackendDep = Annotated[Backend, Depends(get_backend)]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import grpc
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
@@ -11,7 +13,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 HTTP_FROM_GRPC = {
     grpc.StatusCode.INVALID_ARGUMENT: 422,
     grpc.StatusCode.NOT_FOUND: 404,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
     grpc.StatusCode.UNAVAILABLE: 503,
     grpc.StatusCode.DEADLINE_EXCEEDED: 504,
     grpc.StatusCode.UNIMPLEMENTED: 501,
@@ -29,28 +30,65 @@ HTTP_CODE_NAMES = {
 }
 
 
+# The server marks a load refusal (come back later) with this trailing metadata; a size-cap refusal,
+# the same RESOURCE_EXHAUSTED status, goes without it (retrying the same input would not help).
+RETRY_AFTER_MS_KEY = "retry-after-ms"
+
+
 class BridgeError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        headers: dict[str, str] | None = None,
+        retry_after_ms: int | None = None,
+    ) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
+        self.headers = headers
+        self.retry_after_ms = retry_after_ms
 
 
-def error_response(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None, retry_after_ms: int | None = None
+) -> JSONResponse:
+    error: dict[str, str | int] = {"code": code, "message": message}
+    if retry_after_ms is not None:
+        error["retry_after_ms"] = retry_after_ms
+    return JSONResponse({"error": error}, status_code=status, headers=headers)
+
+
+def retry_after_ms(exc: grpc.aio.AioRpcError) -> int | None:
+    """The server's back-off hint in milliseconds, or None when the refusal carries none."""
+    for key, value in exc.trailing_metadata() or ():
+        if key == RETRY_AFTER_MS_KEY:
+            try:
+                return max(0, int(value))
+            except (TypeError, ValueError):
+                return 1000  # still a load refusal; a garbled hint should not turn it into a size refusal
+    return None
 
 
 def from_grpc(exc: grpc.aio.AioRpcError) -> BridgeError:
     code = exc.code()
-    status = HTTP_FROM_GRPC.get(code, 502)
     message = exc.details() or code.name
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        retry_ms = retry_after_ms(exc)
+        if retry_ms is None:
+            return BridgeError(413, "PAYLOAD_TOO_LARGE", message)
+        # Retry-After takes whole seconds; round up (and to at least 1) so clients never come back early.
+        headers = {"Retry-After": str(max(1, math.ceil(retry_ms / 1000)))}
+        return BridgeError(429, code.name, message, headers=headers, retry_after_ms=retry_ms)
     if code == grpc.StatusCode.UNAVAILABLE:
         message = f"The avatar service is unavailable: {message}"
-    return BridgeError(status, code.name, message)
+    return BridgeError(HTTP_FROM_GRPC.get(code, 502), code.name, message)
 
 
 async def handle_bridge_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, BridgeError)
-    return error_response(exc.status, exc.code, exc.message)
+    return error_response(exc.status, exc.code, exc.message, exc.headers, exc.retry_after_ms)
 
 
 async def handle_http_error(request: Request, exc: Exception) -> JSONResponse:

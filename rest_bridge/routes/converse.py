@@ -22,10 +22,14 @@ from avatar.v1 import avatar_pb2 as pb
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from rest_bridge.deps import get_backend
+from rest_bridge.errors import retry_after_ms
 
 log = logging.getLogger(__name__)
 router = APIRouter()
 _OUTPUT_NAMES = ("audio", "video", "animation")
+# WebSocket close codes (RFC 6455 registry) that tell the browser to come back rather than give up.
+CLOSE_TRY_AGAIN_LATER = 1013  # too many live sessions on the server
+CLOSE_SERVICE_RESTART = 1012  # the server is draining for shutdown
 
 
 class ProtocolError(Exception):
@@ -117,7 +121,7 @@ def event_json(ev: pb.ConverseResponse) -> dict[str, Any]:
 
 @router.websocket("/api/v1/avatar/converse")
 async def converse(ws: WebSocket) -> None:
-    backend = get_backend(ws)  # type: ignore[arg-type]
+    backend = get_backend(ws)
     await ws.accept()
     outbox: asyncio.Queue[pb.ConverseRequest | None] = asyncio.Queue(maxsize=256)
 
@@ -148,6 +152,7 @@ async def converse(ws: WebSocket) -> None:
     reader = asyncio.create_task(read_browser())
     # When the browser leaves or breaks the protocol, the gRPC call ends with it.
     reader.add_done_callback(lambda t: call.cancel() if t.cancelled() or t.exception() is not None else None)
+    draining = False  # the server said it is shutting down (an UNAVAILABLE error event)
     try:
         async for ev in call:
             await ws.send_json(event_json(ev))
@@ -155,9 +160,17 @@ async def converse(ws: WebSocket) -> None:
                 await ws.send_bytes(ev.audio_chunk.pcm)
             elif ev.HasField("video_segment"):
                 await ws.send_bytes(ev.video_segment.video.data)
-        await _close(ws, 1000, "")
+            elif ev.HasField("error"):
+                draining = ev.error.code == "UNAVAILABLE"
+        if draining:
+            await _close(ws, CLOSE_SERVICE_RESTART, _RESTART_REASON)
+        else:
+            await _close(ws, 1000, "")
     except grpc.aio.AioRpcError as exc:
-        await _send_error(ws, exc.code().name, exc.details() or exc.code().name)
+        if exc.code() == grpc.StatusCode.UNAVAILABLE and draining:
+            await _close(ws, CLOSE_SERVICE_RESTART, _RESTART_REASON)  # the browser already has the error event
+        else:
+            await _send_rpc_error(ws, exc)
     except asyncio.CancelledError:
         if not reader.done():
             raise  # the bridge itself is stopping
@@ -168,17 +181,54 @@ async def converse(ws: WebSocket) -> None:
         reader.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await reader
+        # cancel() on a call that has already ended leaves grpc's task that drains requests() waiting on the
+        # outbox forever (destroyed pending at GC); ending the generator lets it finish. A full outbox means
+        # that task is not waiting on it.
+        with contextlib.suppress(asyncio.QueueFull):
+            outbox.put_nowait(None)
     problem = reader.exception() if reader.done() and not reader.cancelled() else None
     if isinstance(problem, ProtocolError):
         await _send_error(ws, "INVALID_ARGUMENT", str(problem))
 
 
-async def _send_error(ws: WebSocket, code: str, message: str) -> None:
+_BUSY_REASON = "Server busy; retry later."
+_RESTART_REASON = "Server restarting; reconnect shortly."
+
+
+async def _send_rpc_error(ws: WebSocket, exc: grpc.aio.AioRpcError) -> None:
+    """The call's final status as an error event, and a close code that says whether to come back."""
+    code = exc.code()
+    message = exc.details() or code.name
+    retry_ms = retry_after_ms(exc) if code == grpc.StatusCode.RESOURCE_EXHAUSTED else None
+    if retry_ms is not None:  # a load refusal, not a size cap
+        await _send_error(ws, code.name, message, CLOSE_TRY_AGAIN_LATER, _BUSY_REASON, retry_after_ms=retry_ms)
+    elif code == grpc.StatusCode.UNAVAILABLE:
+        await _send_error(ws, code.name, message, CLOSE_SERVICE_RESTART, _RESTART_REASON)
+    else:
+        await _send_error(ws, code.name, message)
+
+
+async def _send_error(
+    ws: WebSocket,
+    code: str,
+    message: str,
+    close_code: int | None = None,
+    reason: str | None = None,
+    *,
+    retry_after_ms: int | None = None,
+) -> None:
+    event: dict[str, Any] = {"type": "error", "code": code, "message": message, "turn_id": ""}
+    if retry_after_ms is not None:
+        event["retry_after_ms"] = retry_after_ms
     with contextlib.suppress(Exception):
-        await ws.send_json({"type": "error", "code": code, "message": message, "turn_id": ""})
-    await _close(ws, 1008 if code == "INVALID_ARGUMENT" else 1011, message[:120])
+        await ws.send_json(event)
+    if close_code is None:
+        close_code = 1008 if code == "INVALID_ARGUMENT" else 1011
+    await _close(ws, close_code, message if reason is None else reason)
 
 
 async def _close(ws: WebSocket, code: int, reason: str) -> None:
+    # A close reason may hold at most 123 bytes of UTF-8; a longer one would make the close itself fail.
+    reason = reason.encode()[:123].decode(errors="ignore")
     with contextlib.suppress(Exception):
         await ws.close(code=code, reason=reason)

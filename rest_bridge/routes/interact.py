@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Annotated
+import logging
+from collections.abc import Awaitable
+from typing import Annotated, TypeVar
 
 import grpc
 from avatar.v1 import avatar_pb2 as pb
-from fastapi import APIRouter, File, Form, UploadFile
+from fastapi import APIRouter, File, Form, Request, UploadFile
 from pydantic import BaseModel
+from starlette.types import Receive
 
 from rest_bridge.deps import BackendDep
 from rest_bridge.errors import BridgeError, from_grpc
 from rest_bridge.media_store import MediaStore
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1/avatar", tags=["avatar"])
+T = TypeVar("T")
 
 _OUTPUT_NAMES = {"audio", "video", "animation"}
 
@@ -88,6 +93,38 @@ def _store(store: MediaStore, resp: pb.InteractResponse) -> dict[str, str | None
     return urls
 
 
+class ClientGone(Exception):
+    """The HTTP client disconnected before the answer was ready."""
+
+
+async def _disconnected(receive: Receive) -> None:
+    # Once the body is read, the next ASGI message is http.disconnect: uvicorn sends it when the client
+    # leaves or once the response is complete (starlette's StreamingResponse listens the same way).
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+async def unless_client_leaves(receive: Receive, work: Awaitable[T]) -> T:
+    """Await `work`, cancelling it if the client disconnects first (raises ClientGone then).
+
+    uvicorn does not cancel a handler whose client left: without this, a gRPC call would go on spending the
+    server's seconds of STT/LLM/TTS for nobody. Cancelling the task awaiting a grpc.aio call cancels the RPC.
+    Call it only after the request body has been read.
+    """
+    job = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnected(receive))
+    try:
+        done, _ = await asyncio.wait((job, watcher), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        # Also when this handler itself is cancelled: neither task may outlive the request.
+        job.cancel()
+        watcher.cancel()
+        await asyncio.gather(job, watcher, return_exceptions=True)
+    if watcher in done:
+        raise ClientGone
+    return job.result()
+
+
 @router.post(
     "/interact",
     response_model=InteractResult,
@@ -103,6 +140,7 @@ def _store(store: MediaStore, resp: pb.InteractResponse) -> dict[str, str | None
 )
 async def interact(
     backend: BackendDep,
+    http_request: Request,
     audio: Annotated[UploadFile | None, File(description="Speech: wav, webm/opus or ogg")] = None,
     text: Annotated[str | None, Form(description="Typed input (instead of audio)")] = None,
     session_id: Annotated[str, Form()] = "",
@@ -132,10 +170,17 @@ async def interact(
             declared = audio.content_type or "unknown"
             raise BridgeError(415, "UNSUPPORTED_MEDIA_TYPE", f"The audio ({declared}) is not wav, webm/opus or ogg.")
         request.audio.CopyFrom(pb.AudioInput(data=data, mime_type=mime))
+    call = backend.avatar.Interact(request, timeout=settings.grpc_timeout_seconds)
     try:
-        resp: pb.InteractResponse = await backend.avatar.Interact(request, timeout=settings.grpc_timeout_seconds)
+        resp: pb.InteractResponse = await unless_client_leaves(http_request.receive, call)
     except grpc.aio.AioRpcError as exc:
         raise from_grpc(exc) from None
+    except ClientGone:
+        # Nothing is stored and nobody reads this answer; 499 (nginx's "client closed request") only shows in logs.
+        log.info("client left during Interact; the gRPC call was cancelled")
+        raise BridgeError(
+            499, "CLIENT_CLOSED_REQUEST", "The client disconnected before the answer was ready."
+        ) from None
     urls = await asyncio.to_thread(_store, backend.media, resp)
     t = resp.timings
     return InteractResult(

@@ -1,1 +1,0 @@
-"""Live conversation (Converse): streaming turns with VAD, sentence-level TTS and barge-in."""
