@@ -12,6 +12,7 @@ class ErrorCode(enum.Enum):
     RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
     NOT_FOUND = "NOT_FOUND"
     UNAVAILABLE = "UNAVAILABLE"
+    DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
     INTERNAL = "INTERNAL"
 
 
@@ -34,9 +35,31 @@ class InvalidInput(AvatarError):
 
 
 class TooLarge(AvatarError):
-    """The request is over a configured cap."""
+    """The request is over a configured cap (a payload limit: no retry will help, so no retry hint)."""
 
     code = ErrorCode.RESOURCE_EXHAUSTED
+
+
+class Overloaded(AvatarError):
+    """The server is at a configured load limit now; the same request may succeed after `retry_after_ms`."""
+
+    code = ErrorCode.RESOURCE_EXHAUSTED
+
+    def __init__(self, message: str, retry_after_ms: int) -> None:
+        super().__init__(message)
+        self.retry_after_ms = max(1, int(retry_after_ms))
+
+
+class StageTimeout(AvatarError):
+    """A stage of a turn took longer than its configured limit."""
+
+    code = ErrorCode.DEADLINE_EXCEEDED
+
+
+class ShuttingDown(AvatarError):
+    """The server is draining for shutdown and takes no new work."""
+
+    code = ErrorCode.UNAVAILABLE
 
 
 class EngineFailure(AvatarError):

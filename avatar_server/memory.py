@@ -6,13 +6,8 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from dataclasses import dataclass
 
-
-@dataclass(frozen=True)
-class Exchange:
-    user: str
-    assistant: str
+from avatar_server.values import Exchange
 
 
 class ConversationMemory:

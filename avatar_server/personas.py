@@ -9,8 +9,8 @@ from typing import Any
 
 import yaml
 
-from avatar_server.animation.landmarks import Landmarks
 from avatar_server.models import package_dir
+from avatar_server.values import Landmarks
 
 log = logging.getLogger(__name__)
 

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import threading
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 import grpc
 from avatar.v1 import avatar_pb2 as pb
@@ -13,19 +17,22 @@ from avatar.v1 import avatar_pb2_grpc as pb_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from avatar_server.core.engines import Engines
+from avatar_server.core.service import AvatarCore
+from avatar_server.core.watchdog import Watchdog
 from avatar_server.engines import factory
 from avatar_server.engines.vad import SileroModel
 from avatar_server.personas import load_avatars
-from avatar_server.pipeline import Engines, Pipeline
 from avatar_server.settings import Settings
 from avatar_server.transport.grpc_service import AvatarService
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["AvatarService"].full_name
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # audio uploads up to the 25 MB cap, mp4 replies, with room
 
 
-def load_pipeline(settings: Settings) -> Pipeline:
+def load_core(settings: Settings) -> AvatarCore:
     """Load every engine (blocking, seconds): done before the service reports SERVING."""
     avatars = load_avatars(settings.avatars_dir)
     t0 = time.perf_counter()
@@ -42,11 +49,36 @@ def load_pipeline(settings: Settings) -> Pipeline:
         vad=SileroModel(),
     )
     log.info("engines loaded in %.1fs", time.perf_counter() - t0)
-    pipeline = Pipeline(settings, engines, avatars)
+    core = AvatarCore(settings, engines, avatars)
     t0 = time.perf_counter()
-    pipeline.warm_up()
+    core.warm_up()
     log.info("engines warmed up in %.1fs", time.perf_counter() - t0)
-    return pipeline
+    return core
+
+
+async def _in_daemon_thread(fn: Callable[[], T]) -> T:
+    """Run `fn` in a daemon thread: unlike the default executor, a stuck call cannot hold the process at exit."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: T | None, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)  # type: ignore[arg-type]
+
+    def target() -> None:
+        try:
+            result = fn()
+        except BaseException as exc:
+            loop.call_soon_threadsafe(settle, None, exc)
+        else:
+            loop.call_soon_threadsafe(settle, result, None)
+
+    threading.Thread(target=target, name="load-engines", daemon=True).start()
+    return await future
 
 
 async def serve(settings: Settings) -> None:
@@ -67,25 +99,52 @@ async def serve(settings: Settings) -> None:
     port = server.add_insecure_port(address)
     if port == 0:
         raise RuntimeError(f"cannot listen on {address}")
+
+    async def set_health(serving: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ("", SERVICE_NAME):
+            await health_servicer.set(name, status)
+
     # Listen first, NOT_SERVING while engines load: orchestrators see the process alive but not ready.
-    for name in ("", SERVICE_NAME):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    await set_health(False)
     await server.start()
     log.info("listening on %s:%d, loading engines", settings.host, port)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
 
-    loader = asyncio.create_task(asyncio.to_thread(load_pipeline, settings))
+    def on_signal() -> None:
+        if stop.is_set():
+            log.warning("second signal: exiting now")
+            os._exit(1)
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal)
+
+    loader = asyncio.ensure_future(_in_daemon_thread(lambda: load_core(settings)))
     done, _ = await asyncio.wait({loader, asyncio.create_task(stop.wait())}, return_when=asyncio.FIRST_COMPLETED)
+    watchdog_task: asyncio.Task[None] | None = None
     if loader in done:
-        service.pipeline = loader.result()  # an engine that cannot load ends the process with its error
-        for name in ("", SERVICE_NAME):
-            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        core = service.core = loader.result()  # an engine that cannot load ends the process with its error
+        watchdog = Watchdog(
+            core.workers,
+            stall_seconds=settings.stall_seconds,
+            interval=settings.watchdog_interval_seconds,
+            on_change=set_health,
+        )
+        watchdog_task = asyncio.create_task(watchdog.run())
+        await set_health(True)
         log.info("SERVING %s on %s:%d", SERVICE_NAME, settings.host, port)
         await stop.wait()
+    # Drain: NOT_SERVING first (load balancers stop sending), running turns finish within the grace
+    # period, live sessions are told, then the process ends.
     log.info("shutting down (grace %.1fs)", settings.grace_seconds)
     await health_servicer.enter_graceful_shutdown()
-    await server.stop(settings.grace_seconds)
+    if watchdog_task is not None:
+        watchdog_task.cancel()
+    await service.drain(settings.grace_seconds)
+    await server.stop(1.0)
+    if service.core is not None:
+        service.core.shutdown()
+    log.info("stopped")

@@ -27,7 +27,9 @@ class Settings(BaseSettings):
     config_file: Path | None = Field(default=None, description="YAML or TOML file with these settings")
     host: str = "127.0.0.1"
     port: int = 50051
-    grace_seconds: float = 5.0
+    # SIGTERM: health NOT_SERVING and no new work at once; running turns get this long to finish, then live
+    # sessions receive a final event and the process exits (within about 2 s more). A second SIGTERM exits at once.
+    grace_seconds: float = 10.0
 
     # Engines, chosen by name.
     stt_engine: str = "faster-whisper"
@@ -92,6 +94,32 @@ class Settings(BaseSettings):
 
     # Live conversation: silence that ends an utterance.
     end_silence_ms: int = 400
+
+    # Admission control (defaults suit 2 cores). Interact turns: at most `max_running_turns` at once and
+    # `max_waiting_turns` queued; beyond that RESOURCE_EXHAUSTED at once with a retry hint. Live sessions
+    # run one turn at a time each, ahead of Interact turns at every engine, up to `max_live_sessions`.
+    max_running_turns: int = 2
+    max_waiting_turns: int = 4
+    max_live_sessions: int = 4
+    max_pending_turns_per_session: int = 3
+
+    # Every wait is bounded: a stage over its limit ends the turn with DEADLINE_EXCEEDED naming the stage.
+    decode_timeout_seconds: float = 20.0
+    stt_timeout_seconds: float = 30.0
+    llm_timeout_seconds: float = 30.0  # the longest wait for the model's next words
+    tts_timeout_seconds: float = 30.0
+    animation_timeout_seconds: float = 60.0
+    # The watchdog turns health NOT_SERVING while an engine makes no progress for this long.
+    stall_seconds: float = 30.0
+    watchdog_interval_seconds: float = 1.0
+
+    # Live conversation limits.
+    converse_config_timeout_seconds: float = 10.0  # the first message (the config) must come within this
+    converse_idle_timeout_seconds: float = 300.0  # no message and no turn running for this long ends it
+    converse_max_chunk_seconds: float = 1.0  # audio in one message
+    converse_max_realtime_factor: float = 2.0  # audio may arrive at most this much faster than real time
+    converse_event_queue: int = 512  # events waiting for a client that reads slowly
+    converse_write_timeout_seconds: float = 10.0  # a client that reads nothing this long is closed
 
     # Input caps.
     max_audio_bytes: int = 25 * 1024 * 1024

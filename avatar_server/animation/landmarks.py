@@ -6,45 +6,11 @@ Run `python -m avatar_server.animation.landmarks IMAGE` to print them for an ava
 from __future__ import annotations
 
 import sys
-from dataclasses import asdict, dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-
-@dataclass(frozen=True)
-class Landmarks:
-    """Pixel positions in the source portrait."""
-
-    face: tuple[int, int, int, int]  # x, y, width, height
-    left_eye: tuple[int, int]  # the eye on the image's left
-    right_eye: tuple[int, int]
-    eye_width: int
-    mouth: tuple[int, int]  # centre of the closed lips
-    mouth_width: int
-
-    def as_dict(self) -> dict[str, object]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, object]) -> Landmarks:
-        def ints(v: object) -> list[int]:
-            assert isinstance(v, list | tuple)
-            return [int(x) for x in v]
-
-        def pair(v: object) -> tuple[int, int]:
-            a, b = ints(v)
-            return a, b
-
-        fx, fy, fw, fh = ints(d["face"])
-        return cls(
-            face=(fx, fy, fw, fh),
-            left_eye=pair(d["left_eye"]),
-            right_eye=pair(d["right_eye"]),
-            eye_width=int(str(d["eye_width"])),
-            mouth=pair(d["mouth"]),
-            mouth_width=int(str(d["mouth_width"])),
-        )
+from avatar_server.values import Landmarks
 
 
 def detect(image_bgr: npt.NDArray[np.uint8]) -> Landmarks:

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from avatar_server.animation.landmarks import Landmarks
-from avatar_server.animation.track import Track, frame_count
+from avatar_server.animation.track import frame_count
+from avatar_server.values import Landmarks, Track
 
 Image = npt.NDArray[np.uint8]
 

@@ -3,41 +3,17 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-from avatar_server.animation.visemes import (
-    ARKIT_NAMES,
-    SIL,
-    TRACK_NAMES,
-    VISEME_TO_ARKIT,
-    VISEMES,
-    phoneme_visemes,
-)
-from avatar_server.engines.tts.base import PhonemeTiming
+from avatar_server.animation.visemes import SIL, VISEME_TO_ARKIT, phoneme_visemes
+from avatar_server.values import ARKIT_NAMES, VISEMES, PhonemeTiming, Track
 
 _FINE_RATE = 200  # Hz: phoneme targets are laid out finely, smoothed, then sampled at the track's fps
 _COARTICULATION_SIGMA = 0.035  # s: neighbouring phonemes blend over about +-70 ms
 _PP = VISEMES.index("PP")
 _BLINK = (ARKIT_NAMES.index("eyeBlinkLeft"), ARKIT_NAMES.index("eyeBlinkRight"))
-
-
-@dataclass(frozen=True)
-class Track:
-    """weights[frame, name] for names TRACK_NAMES; frame k is at k / fps seconds."""
-
-    fps: float
-    weights: npt.NDArray[np.float32]
-    names: tuple[str, ...] = TRACK_NAMES
-
-    @property
-    def times(self) -> npt.NDArray[np.float64]:
-        return np.arange(len(self.weights), dtype=np.float64) / self.fps
-
-    def column(self, name: str) -> npt.NDArray[np.float32]:
-        return self.weights[:, self.names.index(name)]
 
 
 def frame_count(duration: float, fps: float) -> int:
@@ -72,7 +48,7 @@ def _with_arkit_and_blinks(visemes: npt.NDArray[np.float32], fps: float, seed: i
     arkit = np.clip(visemes @ VISEME_TO_ARKIT, 0.0, 1.0)
     track = np.concatenate([arkit, visemes], axis=1).astype(np.float32)
     _add_blinks(track, fps, seed)
-    return Track(fps=fps, weights=track)
+    return Track(fps=fps, weights=np.clip(track, 0.0, 1.0, out=track))  # smoothing may overshoot by an ulp
 
 
 def _add_blinks(track: npt.NDArray[np.float32], fps: float, seed: int) -> None:

@@ -10,30 +10,8 @@ import unicodedata
 
 import numpy as np
 
-VISEMES = ("sil", "PP", "FF", "TH", "DD", "kk", "CH", "SS", "nn", "RR", "aa", "E", "I", "O", "U")
-VISEME_NAMES = tuple(f"viseme_{v}" for v in VISEMES)
-ARKIT_NAMES = (
-    "jawOpen",
-    "mouthClose",
-    "mouthFunnel",
-    "mouthPucker",
-    "mouthSmileLeft",
-    "mouthSmileRight",
-    "mouthStretchLeft",
-    "mouthStretchRight",
-    "mouthRollLower",
-    "mouthRollUpper",
-    "mouthPressLeft",
-    "mouthPressRight",
-    "mouthLowerDownLeft",
-    "mouthLowerDownRight",
-    "mouthUpperUpLeft",
-    "mouthUpperUpRight",
-    "tongueOut",
-    "eyeBlinkLeft",
-    "eyeBlinkRight",
-)
-TRACK_NAMES = ARKIT_NAMES + VISEME_NAMES
+from avatar_server.values import ARKIT_NAMES, VISEMES
+
 SIL = VISEMES.index("sil")
 
 _CONSONANTS: dict[str, str] = {}

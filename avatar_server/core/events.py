@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from avatar_server.animation.track import Track
-from avatar_server.domain import Timings
+from avatar_server.values import Timings, Track
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,9 @@
-"""One live conversation: endpointing, turns that stream every stage, barge-in, clean shutdown.
+"""One live conversation: endpointing and turn-taking around the one turn core.
 
-Each turn runs as a task: STT → LLM tokens (a worker thread) → sentences → TTS per sentence → animation
-frames, then the audio chunk they belong to. An interrupt marks the turn cancelled (no further event of it
-is emitted, queued ones are dropped), stops the token thread at its next token and cancels the task.
+The session decides only when a turn starts (a typed text, the first pause, the end of an utterance), is held
+(started at a pause, its events kept back), confirmed (the silence lasted) or cancelled (the person went on,
+barge-in, disconnect). Each turn runs `TurnRunner.run` as one task. Every input is bounded: audio per message,
+audio faster than real time, pending turns, and the events waiting for a slow reader.
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ import logging
 import time
 import uuid
 from collections import deque
+from collections.abc import AsyncIterator
 
 import numpy as np
 import numpy.typing as npt
 
-from avatar_server.conversation.audio_input import AudioInput
-from avatar_server.conversation.events import (
+from avatar_server.core import validation
+from avatar_server.core.audio_input import AudioInput
+from avatar_server.core.events import (
     AudioChunkEvent,
     ErrorEvent,
     Event,
@@ -27,34 +30,51 @@ from avatar_server.conversation.events import (
     TranscriptEvent,
     TurnCompleted,
 )
-from avatar_server.conversation.speaking import ReplySpeaker
-from avatar_server.conversation.turn import SessionConfig, Turn
+from avatar_server.core.service import AvatarCore
+from avatar_server.core.turn import Turn, TurnPlan
+from avatar_server.core.workers import Priority
 from avatar_server.engines.vad import WINDOW, Endpointer, VadEvent
-from avatar_server.errors import AvatarError, InvalidInput
+from avatar_server.errors import AvatarError, ErrorCode, TooLarge
 from avatar_server.media.audio import STT_SAMPLE_RATE
-from avatar_server.memory import Exchange
-from avatar_server.pipeline import Pipeline
+from avatar_server.values import SessionConfig
 
 log = logging.getLogger("avatar_server.converse")
 _PREROLL = int(0.3 * STT_SAMPLE_RATE)  # audio kept before the detected speech start
 _TAIL = int(0.2 * STT_SAMPLE_RATE)  # audio kept after the detected speech end
+_BURST_SECONDS = 2.0  # audio a client may send ahead of real time at once (a buffered start)
+SHUTTING_DOWN = "The server is shutting down; reconnect shortly."
 
 
 class ConversationSession:
-    """Transport-agnostic: feed client messages in, read `events` out (None ends the stream)."""
+    """Transport-agnostic: feed client messages in, iterate `stream()` for the events to deliver.
 
-    def __init__(self, pipeline: Pipeline, config: SessionConfig) -> None:
-        pipeline.check_common(language=config.language, session_id=config.session_id, voice=config.voice)
-        self.avatar = pipeline.avatar(config.avatar_id)
-        if pipeline.engines.vad is None:
+    Use as `async with core.admission.session(): session = ConversationSession(core, config)`; the transport
+    calls `finish()` when the client has sent everything and `close()` when it is gone.
+    """
+
+    def __init__(self, core: AvatarCore, config: SessionConfig) -> None:
+        core.check_common(language=config.language, session_id=config.session_id, voice=config.voice)
+        self.avatar = core.avatar(config.avatar_id)
+        if core.engines.vad is None:
             raise AvatarError("Live conversation needs the VAD model, which is not loaded.")
-        self.pipeline = pipeline
+        settings = core.settings
+        self.core = core
+        self.settings = settings
         self.config = config
         self.session_id = config.session_id or uuid.uuid4().hex
-        self.events: asyncio.Queue[Event | None] = asyncio.Queue()
+        self.plan = TurnPlan(
+            avatar=self.avatar,
+            session_id=self.session_id,
+            language=config.language,
+            voice=config.voice,
+            outputs=config.outputs,
+            live=True,
+        )
+        self.failure: AvatarError | None = None  # what ended the session, for the transport's status
+        self._events: asyncio.Queue[Event | None] = asyncio.Queue(maxsize=settings.converse_event_queue + 2)
         self._input = AudioInput(config.encoding, config.sample_rate)
-        self._vad = pipeline.engines.vad.stream()
-        self._endpointer = Endpointer(end_silence_ms=config.end_silence_ms or pipeline.settings.end_silence_ms)
+        self._vad = core.engines.vad.stream()
+        self._endpointer = Endpointer(end_silence_ms=config.end_silence_ms or settings.end_silence_ms)
         self._audio: npt.NDArray[np.float32] = np.zeros(0, dtype=np.float32)  # stream audio since `_audio_base`
         self._audio_base = 0
         self._utterance_start = 0
@@ -63,30 +83,64 @@ class ConversationSession:
         self._early_end = 0
         self._speech_end_wall = 0.0  # when the last speech sample before the latest pause reached the server
         self._arrivals: deque[tuple[int, float]] = deque(maxlen=512)  # (stream position after a chunk, wall time)
+        self._first_audio_wall = 0.0
         self._current: Turn | None = None
         self._cancelled: set[str] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._turns: set[asyncio.Task[None]] = set()  # turn tasks, in order of start
+        self._tasks: set[asyncio.Task[None]] = set()  # every task of this session (turns and partials)
         self._closed = False
         self._partial: asyncio.Task[None] | None = None
         self._partial_at = 0
-        self._speaker = ReplySpeaker(pipeline, config, self.avatar, self.session_id, self._emit_turn)
+
+    # -- what the transport reads -----------------------------------------------------------------
+
+    async def stream(self) -> AsyncIterator[Event]:
+        """The events to deliver, in order; ends when the session ends. Events of an interrupted turn that
+        were still queued are dropped here (its closing TurnCompleted goes out)."""
+        while (event := await self._events.get()) is not None:
+            if event.turn_id not in self._cancelled or (isinstance(event, TurnCompleted) and event.interrupted):
+                yield event
+
+    @property
+    def running(self) -> bool:
+        """A turn is under way (the client may be silent while it waits for the reply)."""
+        return bool(self._turns)
 
     # -- client messages --------------------------------------------------------------------------
 
     async def audio(self, data: bytes) -> None:
+        s = self.settings
+        rate = self._input.rate
+        if self._input.encoding == "pcm16" and len(data) > 2 * rate * s.converse_max_chunk_seconds:
+            raise TooLarge(
+                f"An audio message may hold at most {s.converse_max_chunk_seconds:g} s of audio; this one holds "
+                f"{len(data) / 2 / rate:.1f} s. Send chunks of 20-100 ms."
+            )
         samples = self._input.convert(data)
         if len(samples) == 0:
             return
+        if len(samples) > STT_SAMPLE_RATE * s.converse_max_chunk_seconds:
+            raise TooLarge(f"An audio message may hold at most {s.converse_max_chunk_seconds:g} s of audio.")
+        now = time.perf_counter()
+        if not self._first_audio_wall:
+            self._first_audio_wall = now
+        sent = (self._position() + len(samples)) / STT_SAMPLE_RATE
+        allowed = _BURST_SECONDS + s.converse_max_realtime_factor * (now - self._first_audio_wall)
+        if sent > allowed:
+            raise TooLarge(
+                f"Audio arrives faster than {s.converse_max_realtime_factor:g}x real time ({sent:.1f} s of audio "
+                f"in {now - self._first_audio_wall:.1f} s); stream it as it is recorded."
+            )
         self._audio = np.concatenate([self._audio, samples])
-        self._arrivals.append((self._position(), time.perf_counter()))
-        probs = await asyncio.to_thread(self._vad.process, samples)
+        self._arrivals.append((self._position(), now))
+        probs = await self.core.workers["vad"].run(self._vad.process, samples, priority=Priority.LIVE)
         for prob in probs:
             event = self._endpointer.push(prob)
             if event is not None:
                 await self._on_vad(event)
         if not self._endpointer.in_speech and len(self._audio) > 2 * _PREROLL:
             self._trim(self._audio_base + len(self._audio) - _PREROLL)
-        limit = int(self.pipeline.settings.max_audio_seconds * STT_SAMPLE_RATE)
+        limit = int(s.max_audio_seconds * STT_SAMPLE_RATE)
         if self._endpointer.in_speech and self._position() - self._utterance_start > limit:
             await self.end_of_utterance()  # a monologue past the cap is cut into turns
         elif self.config.interim_results and self._endpointer.in_speech:
@@ -102,27 +156,40 @@ class ConversationSession:
         self._partial_at = position
         turn_id = self._next_turn_id
         audio = self._slice(self._utterance_start, position)
+        language = self.config.language.split("-")[0] or None
 
         async def partial() -> None:
-            transcript = await asyncio.to_thread(self._transcribe, audio)
-            text = str(getattr(transcript, "text", "")).strip()
-            if text and self._next_turn_id == turn_id:  # the utterance has not ended meanwhile
-                self._emit(TranscriptEvent(turn_id, text, False))
+            stt = self.core.engines.stt
+            with contextlib.suppress(Exception):  # a partial is a hint; the final transcript reports errors
+                transcript = await self.core.workers["stt"].run(
+                    stt.transcribe, audio, language=language, priority=Priority.LIVE
+                )
+                text = transcript.text.strip()
+                if text and self._next_turn_id == turn_id:  # the utterance has not ended meanwhile
+                    self._emit(TranscriptEvent(turn_id, text, False))
 
-        self._partial = asyncio.create_task(partial())
-        self._tasks.add(self._partial)
-        self._partial.add_done_callback(self._tasks.discard)
+        self._partial = self._spawn(partial())
 
     async def text(self, text: str) -> None:
         turn_id = self._take_turn_id()
-        if not text.strip():
-            self._emit(ErrorEvent(turn_id, "INVALID_ARGUMENT", "The text is empty."))
+        try:
+            user_text = validation.text(text, self.settings)
+        except AvatarError as exc:
+            self._emit(ErrorEvent(turn_id, exc.code.value, exc.message))
             return
-        if len(text) > self.pipeline.settings.max_text_chars:
-            limit = self.pipeline.settings.max_text_chars
-            self._emit(ErrorEvent(turn_id, "RESOURCE_EXHAUSTED", f"The text is over {limit} characters."))
+        limit = self.settings.max_pending_turns_per_session
+        if len(self._turns) >= limit:
+            self._emit(
+                ErrorEvent(
+                    turn_id,
+                    ErrorCode.RESOURCE_EXHAUSTED.value,
+                    f"{limit} turns of this conversation are already waiting for their reply; "
+                    "send the next one after a reply.",
+                )
+            )
+            await asyncio.sleep(0)  # a flood of refused turns: let the writer deliver them as they come
             return
-        self._start_turn(Turn(turn_id, time.perf_counter(), user_text=text.strip()), audio=None)
+        self._start_turn(Turn(turn_id, time.perf_counter(), user_text=user_text))
 
     async def end_of_utterance(self) -> None:
         """Push-to-talk release: the utterance ends now, whatever the VAD thinks."""
@@ -151,18 +218,8 @@ class ConversationSession:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await turn.task
         # The interrupted turn's last event: what was said of it. Nothing of this turn follows.
-        if not self._closed:
-            self.events.put_nowait(
-                TurnCompleted(turn.id, turn.user_text, " ".join(turn.spoken), turn.timings, interrupted=True)
-            )
-        log.info("turn %s interrupted after %d sentence(s)", turn.id, len(turn.spoken))
-
-    def is_cancelled(self, turn_id: str) -> bool:
-        return turn_id in self._cancelled
-
-    def deliverable(self, event: Event) -> bool:
-        """False for events of an interrupted turn still in the queue; its closing TurnCompleted goes out."""
-        return event.turn_id not in self._cancelled or (isinstance(event, TurnCompleted) and event.interrupted)
+        self._put(TurnCompleted(turn.id, turn.user_text, " ".join(turn.spoken), turn.timings, interrupted=True))
+        log.info("turn %s interrupted after %d piece(s)", turn.id, len(turn.spoken))
 
     async def finish(self) -> None:
         """The client sent everything: end a pending utterance, let the running turns finish, end the stream."""
@@ -170,10 +227,14 @@ class ConversationSession:
             await self.end_of_utterance()
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
-        self.events.put_nowait(None)
+        self._end()
 
-    async def close(self) -> None:
-        """Cancel everything of this session (client cancel or disconnect)."""
+    async def close(self, final: AvatarError | None = None) -> None:
+        """Cancel everything of this session (client gone, server draining, a limit broken). `final`, if
+        given, is delivered as the session's last event."""
+        if final is not None and not self._closed:
+            self._put(ErrorEvent("", final.code.value, final.message))
+            self.failure = self.failure or final
         self._closed = True
         self._drop_early_turn()
         for task in list(self._tasks):
@@ -181,7 +242,7 @@ class ConversationSession:
         if self._current is not None:
             self._current.stop.set()
         await asyncio.gather(*list(self._tasks), return_exceptions=True)
-        self.events.put_nowait(None)
+        self._end()
 
     # -- endpointing ------------------------------------------------------------------------------
 
@@ -211,9 +272,10 @@ class ConversationSession:
             self._speech_end_wall = self._arrival(ep.speech_end_window * WINDOW)
             end = ep.speech_end_window * WINDOW + _TAIL
             turn = Turn(self._next_turn_id, self._speech_end_wall, confirmed=False)
+            turn.samples = self._slice(self._utterance_start, end)
             self._early = turn
             self._early_end = end
-            self._start_turn(turn, audio=self._slice(self._utterance_start, end))
+            self._start_turn(turn)
         elif event is VadEvent.RESUMED:
             self._drop_early_turn()
         elif event is VadEvent.SPEECH_ENDED:
@@ -238,19 +300,48 @@ class ConversationSession:
             self._drop_early_turn()
             turn_id = self._take_turn_id()
             self._emit(SpeechEnded(turn_id, end / STT_SAMPLE_RATE))
-            audio = self._slice(self._utterance_start, end)
-            self._start_turn(Turn(turn_id, self._speech_end_wall or time.perf_counter()), audio=audio)
+            turn = Turn(turn_id, self._speech_end_wall or time.perf_counter())
+            turn.samples = self._slice(self._utterance_start, end)
+            self._start_turn(turn)
         self._utterance_start = end
 
     def _take_turn_id(self) -> str:
         turn_id, self._next_turn_id = self._next_turn_id, uuid.uuid4().hex
         return turn_id
 
-    # -- turns ------------------------------------------------------------------------------------
+    # -- events -----------------------------------------------------------------------------------
+
+    def _put(self, event: Event) -> None:
+        """Queue an event for the reader; a reader that falls too far behind ends the session."""
+        if self._closed:
+            return
+        if self._events.qsize() >= self.settings.converse_event_queue:
+            self._overflow()
+            return
+        self._events.put_nowait(event)
+
+    def _overflow(self) -> None:
+        log.warning("session %s: the client stopped reading events; closing it", self.session_id)
+        self.failure = AvatarError(
+            f"The client did not read its events ({self.settings.converse_event_queue} waiting); "
+            "the conversation was closed.",
+            ErrorCode.RESOURCE_EXHAUSTED,
+        )
+        self._closed = True
+        while not self._events.empty():  # what nobody reads is not kept
+            self._events.get_nowait()
+        for task in list(self._tasks):
+            task.cancel()
+        self._events.put_nowait(None)
+
+    def _end(self) -> None:
+        self._closed = True
+        with contextlib.suppress(asyncio.QueueFull):
+            self._events.put_nowait(None)
 
     def _emit(self, event: Event) -> None:
-        if event.turn_id not in self._cancelled and not self._closed:
-            self.events.put_nowait(event)
+        if event.turn_id not in self._cancelled:
+            self._put(event)
 
     def _emit_turn(self, turn: Turn, event: Event) -> None:
         if not turn.confirmed:
@@ -259,6 +350,8 @@ class ConversationSession:
         if isinstance(event, AudioChunkEvent) and not turn.timings.voice_to_first_audio:
             turn.timings.voice_to_first_audio = time.perf_counter() - turn.speech_end_wall
         self._emit(event)
+
+    # -- turns ------------------------------------------------------------------------------------
 
     def _confirm(self, turn: Turn) -> None:
         turn.confirmed = True
@@ -276,7 +369,13 @@ class ConversationSession:
             if self._current is turn:
                 self._current = None
 
-    def _start_turn(self, turn: Turn, *, audio: npt.NDArray[np.float32] | None) -> None:
+    def _spawn(self, coro: object) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.create_task(coro)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _start_turn(self, turn: Turn) -> None:
         previous = self._current.task if self._current else None
 
         async def run() -> None:
@@ -285,60 +384,17 @@ class ConversationSession:
                     await asyncio.shield(previous)
             self._current = turn
             try:
-                await self._run_turn(turn, audio)
+                await self.core.runner.run(self.plan, turn, lambda event: self._emit_turn(turn, event))
+            except AvatarError as exc:
+                self._emit_turn(turn, ErrorEvent(turn.id, exc.code.value, exc.message))
+            except Exception as exc:  # a bug: this turn fails, the session goes on
+                log.exception("converse turn %s failed", turn.id)
+                self._emit_turn(turn, ErrorEvent(turn.id, "INTERNAL", f"The turn failed: {exc}"))
             finally:
                 if self._current is turn:
                     self._current = None
 
-        task: asyncio.Task[None] = asyncio.create_task(run())
-        turn.task = task
+        turn.task = self._spawn(run())
+        self._turns.add(turn.task)
+        turn.task.add_done_callback(self._turns.discard)
         self._current = self._current or turn
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    def _transcribe(self, audio: npt.NDArray[np.float32]) -> object:
-        language = self.config.language.split("-")[0] or None
-        return self.pipeline.engines.stt.transcribe(audio, language=language)
-
-    async def _run_turn(self, turn: Turn, audio: npt.NDArray[np.float32] | None) -> None:
-        started = time.perf_counter()
-        timings = turn.timings
-        language = self.config.language.lower()
-        try:
-            if audio is not None:
-                await self.pipeline.playback.yield_to_playback()
-                t0 = time.perf_counter()
-                transcript = await asyncio.to_thread(self._transcribe, audio)
-                timings.stt = time.perf_counter() - t0
-                turn.user_text = str(getattr(transcript, "text", "")).strip()
-                if not turn.user_text:
-                    raise InvalidInput("No speech was recognized in the audio.")
-                language = language or str(getattr(transcript, "language", "en"))
-                self._emit_turn(turn, TranscriptEvent(turn.id, turn.user_text, True))
-            else:
-                language = language or self.pipeline.text_language(turn.user_text, self.avatar)
-                self._emit_turn(turn, TranscriptEvent(turn.id, turn.user_text, True))
-            await self._speaker.reply(turn, language, timings)
-            timings.total = time.perf_counter() - started
-            self._emit_turn(turn, TurnCompleted(turn.id, turn.user_text, " ".join(turn.spoken), timings))
-            log.info(
-                "converse turn %s session=%s stt=%.3fs llm_first=%.3fs tts_first=%.3fs v2fa=%.3fs total=%.3fs",
-                turn.id,
-                self.session_id,
-                timings.stt,
-                timings.llm_first_token,
-                timings.tts_first_byte,
-                timings.voice_to_first_audio,
-                timings.total,
-            )
-        except AvatarError as exc:
-            self._emit_turn(turn, ErrorEvent(turn.id, exc.code.value, exc.message))
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.exception("converse turn %s failed", turn.id)
-            self._emit_turn(turn, ErrorEvent(turn.id, "INTERNAL", f"The turn failed: {exc}"))
-        finally:
-            turn.stop.set()
-            if turn.confirmed and turn.user_text and turn.spoken:  # memory keeps only what was actually said
-                self.pipeline.memory.add(self.session_id, Exchange(turn.user_text, " ".join(turn.spoken)))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import importlib.util
 
 from avatar_server import models
-from avatar_server.animation.animator import Animator, PortraitAnimator
+from avatar_server.engines.animator.base import Animator
+from avatar_server.engines.animator.portrait import PortraitAnimator
 from avatar_server.engines.llm.base import ChatModel
 from avatar_server.engines.stt.base import SpeechToText
 from avatar_server.engines.tts.base import TextToSpeech
@@ -132,7 +133,7 @@ def build_animator(settings: Settings, avatars: dict[str, Avatar]) -> Animator:
     if settings.animator == "portrait":
         return portrait
     if settings.animator == "sadtalker":
-        from avatar_server.animation.sadtalker import SadTalkerAnimator, SadTalkerOptions, SadTalkerRunner
+        from avatar_server.engines.animator.sadtalker import SadTalkerAnimator, SadTalkerOptions, SadTalkerRunner
 
         options = SadTalkerOptions(
             repo_dir=settings.sadtalker_dir,

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from avatar.v1 import avatar_pb2 as pb
 
-from avatar_server.animation.track import Track
-from avatar_server.conversation import events as ev
-from avatar_server.conversation.turn import SessionConfig
-from avatar_server.domain import AudioData, MediaFile, Outputs, Timings, TurnRequest, TurnResult
+from avatar_server.core import events as ev
+from avatar_server.values import AudioData, MediaFile, Outputs, SessionConfig, Timings, Track, TurnRequest, TurnResult
 
 
 def turn_request(msg: pb.InteractRequest) -> TurnRequest:

@@ -1,4 +1,4 @@
-"""The gRPC AvatarService: converts messages, calls the pipeline, maps the error family to status codes."""
+"""The gRPC AvatarService: converts messages, calls the core, maps the error family to status codes."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import grpc
 from avatar.v1 import avatar_pb2 as pb
 from avatar.v1 import avatar_pb2_grpc as pb_grpc
 
-from avatar_server.conversation.session import ConversationSession
-from avatar_server.errors import AvatarError, ErrorCode, InvalidInput
-from avatar_server.pipeline import Pipeline
+from avatar_server.core.service import AvatarCore
+from avatar_server.core.session import SHUTTING_DOWN, ConversationSession
+from avatar_server.errors import AvatarError, ErrorCode, InvalidInput, Overloaded, ShuttingDown
 from avatar_server.transport import convert
 
 log = logging.getLogger(__name__)
@@ -23,16 +23,43 @@ STATUS = {
     ErrorCode.RESOURCE_EXHAUSTED: grpc.StatusCode.RESOURCE_EXHAUSTED,
     ErrorCode.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
     ErrorCode.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
+    ErrorCode.DEADLINE_EXCEEDED: grpc.StatusCode.DEADLINE_EXCEEDED,
     ErrorCode.INTERNAL: grpc.StatusCode.INTERNAL,
 }
+RETRY_AFTER_KEY = "retry-after-ms"  # trailing metadata of a refusal for load: when to try again
+
+
+async def abort(context: grpc.aio.ServicerContext[object, object], exc: AvatarError) -> None:
+    """End the call with the error's status; a load refusal carries its retry hint."""
+    trailing: tuple[tuple[str, str], ...] = ()
+    if isinstance(exc, Overloaded):
+        trailing = ((RETRY_AFTER_KEY, str(exc.retry_after_ms)),)
+    await context.abort(STATUS[exc.code], exc.message, trailing_metadata=trailing)
 
 
 async def _read_client(
-    requests: AsyncIterator[pb.ConverseRequest], session: ConversationSession, failure: list[AvatarError]
+    requests: AsyncIterator[pb.ConverseRequest], session: ConversationSession, idle_seconds: float
 ) -> None:
-    """Feed client messages to the session; a protocol error ends the stream with its status."""
+    """Feed client messages to the session. A silent client (no message, no turn running) is closed after
+    `idle_seconds`; a protocol error or a broken limit ends the session with its status."""
+    iterator = aiter(requests)
+    pending: asyncio.Future[pb.ConverseRequest] | None = None
     try:
-        async for msg in requests:
+        while True:
+            if pending is None:
+                pending = asyncio.ensure_future(anext(iterator))
+            done, _ = await asyncio.wait({pending}, timeout=idle_seconds)
+            if not done:
+                if session.running:
+                    continue  # the client waits for a reply
+                raise AvatarError(
+                    f"No message for {idle_seconds:g} s; the conversation was closed.", ErrorCode.DEADLINE_EXCEEDED
+                )
+            try:
+                msg = pending.result()
+            except StopAsyncIteration:
+                break
+            pending = None
             kind = msg.WhichOneof("message")
             if kind == "audio":
                 await session.audio(msg.audio)
@@ -48,30 +75,48 @@ async def _read_client(
                 raise InvalidInput("Empty Converse message: set one of audio, text, end_of_utterance, interrupt.")
         await session.finish()
     except AvatarError as exc:
-        failure.append(exc)
+        session.failure = session.failure or exc
         await session.close()
+    finally:
+        if pending is not None and not pending.done():
+            pending.cancel()
 
 
 class AvatarService(pb_grpc.AvatarServiceServicer):  # type: ignore[misc]
     """Registered before the server starts; answers UNAVAILABLE until the engines are loaded."""
 
-    def __init__(self, pipeline: Pipeline | None = None) -> None:
-        self.pipeline = pipeline
+    def __init__(self, core: AvatarCore | None = None) -> None:
+        self.core = core
+        self.sessions: set[ConversationSession] = set()
 
-    async def _ready(self, context: grpc.aio.ServicerContext[object, object]) -> Pipeline:
-        if self.pipeline is None:
+    async def _ready(self, context: grpc.aio.ServicerContext[object, object]) -> AvatarCore:
+        if self.core is None:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "The avatar engines are still loading; retry shortly.")
-        assert self.pipeline is not None
-        return self.pipeline
+        assert self.core is not None
+        return self.core
+
+    async def drain(self, seconds: float) -> None:
+        """Shutdown: refuse new work, let running turns finish for up to `seconds`, then end live sessions
+        with a final event that says why."""
+        core = self.core
+        if core is None:
+            return
+        core.admission.draining = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        # Two kinds of work to wait for (Interact turns, live turns), polled: a drain happens once.
+        while loop.time() < deadline and (core.admission.running or any(s.running for s in self.sessions)):  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        await asyncio.gather(*(s.close(ShuttingDown(SHUTTING_DOWN)) for s in list(self.sessions)))
 
     async def Interact(
         self, request: pb.InteractRequest, context: grpc.aio.ServicerContext[pb.InteractRequest, pb.InteractResponse]
     ) -> pb.InteractResponse:
-        pipeline = await self._ready(context)
+        core = await self._ready(context)
         try:
-            result = await pipeline.interact(convert.turn_request(request))
+            result = await core.interact(convert.turn_request(request), time_remaining=context.time_remaining())
         except AvatarError as exc:
-            await context.abort(STATUS[exc.code], exc.message)
+            await abort(context, exc)
         except Exception:  # a bug, not an engine: keep serving, say so plainly
             log.exception("Interact failed")
             await context.abort(grpc.StatusCode.INTERNAL, "The server failed to process this turn.")
@@ -81,33 +126,69 @@ class AvatarService(pb_grpc.AvatarServiceServicer):  # type: ignore[misc]
         self,
         request_iterator: AsyncIterator[pb.ConverseRequest],
         context: grpc.aio.ServicerContext[pb.ConverseRequest, pb.ConverseResponse],
-    ) -> AsyncIterator[pb.ConverseResponse]:
-        pipeline = await self._ready(context)
+    ) -> None:
+        core = await self._ready(context)
+        s = core.settings
         try:
-            first = await anext(aiter(request_iterator))
+            first = await asyncio.wait_for(anext(aiter(request_iterator)), s.converse_config_timeout_seconds)
         except StopAsyncIteration:
             return
+        except TimeoutError:
+            await context.abort(
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                f"No session config within {s.converse_config_timeout_seconds:g} s; send it first.",
+            )
         if first.WhichOneof("message") != "config":
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, "The first Converse message must be the session config."
             )
+        failure: AvatarError | None = None
         try:
-            session = ConversationSession(pipeline, convert.session_config(first.config))
+            async with core.admission.session():
+                session = ConversationSession(core, convert.session_config(first.config))
+                self.sessions.add(session)
+                try:
+                    failure = await self._converse(session, request_iterator, context)
+                finally:
+                    self.sessions.discard(session)
+                    await session.close()
         except AvatarError as exc:
-            await context.abort(STATUS[exc.code], exc.message)
-        failure: list[AvatarError] = []
-        reader = asyncio.create_task(_read_client(request_iterator, session, failure))
+            failure = exc
+        if failure is not None:
+            await abort(context, failure)
+
+    async def _converse(
+        self,
+        session: ConversationSession,
+        requests: AsyncIterator[pb.ConverseRequest],
+        context: grpc.aio.ServicerContext[pb.ConverseRequest, pb.ConverseResponse],
+    ) -> AvatarError | None:
+        """Stream the session's events; what ended it, if not the client."""
+        s = session.settings
+        reader = asyncio.create_task(_read_client(requests, session, s.converse_idle_timeout_seconds))
         try:
-            while (event := await session.events.get()) is not None:
-                if session.deliverable(event):
-                    yield convert.converse_event(event, session.session_id)
-            if failure:
-                await context.abort(STATUS[failure[0].code], failure[0].message)
+            async for event in session.stream():
+                try:
+                    await asyncio.wait_for(
+                        context.write(convert.converse_event(event, session.session_id)),
+                        s.converse_write_timeout_seconds,
+                    )
+                except TimeoutError:
+                    log.warning(
+                        "session %s: the client read nothing for %g s; closing it",
+                        session.session_id,
+                        s.converse_write_timeout_seconds,
+                    )
+                    return AvatarError(
+                        f"The client read nothing for {s.converse_write_timeout_seconds:g} s; "
+                        "the conversation was closed.",
+                        ErrorCode.RESOURCE_EXHAUSTED,
+                    )
+            return session.failure
         finally:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
-            await session.close()
 
     async def GetCapabilities(
         self,

@@ -145,7 +145,7 @@ def test_range_requests(http: httpx.Client) -> None:
         ({"data": {"text": "hi", "avatar_id": "nobody"}}, 422, "INVALID_ARGUMENT", "Unknown avatar"),
         ({"data": {"text": "hi", "outputs": "smell"}}, 422, "INVALID_ARGUMENT", "Unknown outputs"),
         ({"data": {"text": "a" * 2001}}, 413, "PAYLOAD_TOO_LARGE", "2000 characters"),
-        ({"files": {"audio": ("long.wav", silence_wav(121), "audio/wav")}}, 429, "RESOURCE_EXHAUSTED", "120 s"),
+        ({"files": {"audio": ("long.wav", silence_wav(121), "audio/wav")}}, 413, "PAYLOAD_TOO_LARGE", "120 s"),
     ],
 )
 def test_errors(http: httpx.Client, kwargs: dict[str, object], status: int, code: str, text: str) -> None:

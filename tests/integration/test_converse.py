@@ -88,7 +88,7 @@ async def test_end_of_utterance_ends_the_turn_at_once(server: ServerProcess, cli
         input_format=pb.AudioFormat(encoding=pb.AUDIO_ENCODING_PCM16, sample_rate_hertz=8000), end_silence_ms=5000
     )
     events = await collect(
-        server, paced_requests(config, to_pcm16(x), 8000, trailing_silence=0.1, end_of_utterance=True, realtime=False)
+        server, paced_requests(config, to_pcm16(x), 8000, trailing_silence=0.1, end_of_utterance=True, speed=2.0)
     )
     transcript = next(e.transcript.text for e in events if e.HasField("transcript"))
     assert "how are you" in transcript.lower()
@@ -102,9 +102,11 @@ async def test_after_push_to_talk_the_vad_still_ends_turns(server: ServerProcess
         yield pb.ConverseRequest(config=pb.ConverseConfig(input_format=PCM16))
         for chunk in pcm16_chunks(speech + bytes(3200), 16000):  # the button released just after speaking
             yield pb.ConverseRequest(audio=chunk)
+            await asyncio.sleep(0.01)  # 2x real time, the fastest a server accepts
         yield pb.ConverseRequest(end_of_utterance=pb.EndOfUtterance())
         for chunk in pcm16_chunks(bytes(32000) + speech + bytes(48000), 16000):  # then hands-free: the VAD ends it
             yield pb.ConverseRequest(audio=chunk)
+            await asyncio.sleep(0.01)
 
     events = await collect(server, requests())
     finals = [e.transcript.text for e in events if e.HasField("transcript") and e.transcript.is_final]

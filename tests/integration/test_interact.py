@@ -7,7 +7,7 @@ import pytest
 from avatar.v1 import avatar_pb2 as pb
 from avatar.v1 import avatar_pb2_grpc as pb_grpc
 
-from avatar_server.animation.visemes import ARKIT_NAMES, VISEME_NAMES
+from avatar_server.values import ARKIT_NAMES, VISEME_NAMES
 from tests.conftest import Clip
 from tests.helpers import probe_mp4, wav_duration, word_error_rate
 

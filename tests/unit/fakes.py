@@ -7,9 +7,10 @@ from collections.abc import Iterator
 import numpy as np
 import numpy.typing as npt
 
-from avatar_server.engines.llm.base import ChatMessage, LlmCapabilities
-from avatar_server.engines.stt.base import SttCapabilities, Transcript
-from avatar_server.engines.tts.base import PhonemeTiming, Speech, TtsCapabilities, VoiceSpec
+from avatar_server.engines.llm.base import LlmCapabilities
+from avatar_server.engines.stt.base import SttCapabilities
+from avatar_server.engines.tts.base import TtsCapabilities, VoiceSpec
+from avatar_server.values import ChatMessage, PhonemeTiming, Speech, Transcript
 
 
 class FakeSTT:

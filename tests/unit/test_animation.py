@@ -9,9 +9,9 @@ import pytest
 from avatar_server.animation.landmarks import detect
 from avatar_server.animation.portrait import PortraitRenderer
 from avatar_server.animation.track import frame_count, track_from_audio, track_from_phonemes
-from avatar_server.animation.visemes import ARKIT_NAMES, TRACK_NAMES, VISEME_NAMES, phoneme_visemes
-from avatar_server.engines.tts.base import PhonemeTiming
+from avatar_server.animation.visemes import phoneme_visemes
 from avatar_server.models import package_dir
+from avatar_server.values import ARKIT_NAMES, TRACK_NAMES, VISEME_NAMES, PhonemeTiming
 
 
 @pytest.mark.parametrize(

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from avatar_server.engines.http import CloudError
-from avatar_server.engines.llm.base import ChatMessage
 from avatar_server.engines.llm.openai_compatible import OpenAICompatibleChat
 from avatar_server.engines.stt.openai import OpenAITranscriptionSTT
 from avatar_server.engines.tts.elevenlabs import ElevenLabsTTS
+from avatar_server.values import ChatMessage
 from tests.scripted_http import Reply, scripted_server, sse
 
 SPEECH = (0.1 * np.sin(np.arange(16000) / 8)).astype(np.float32)

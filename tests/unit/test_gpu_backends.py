@@ -10,13 +10,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from avatar_server.animation.sadtalker import SadTalkerOptions, SadTalkerRunner
 from avatar_server.engines import factory
+from avatar_server.engines.animator.sadtalker import SadTalkerOptions, SadTalkerRunner
 from avatar_server.engines.factory import EngineConfigError
-from avatar_server.engines.tts.base import Speech
 from avatar_server.engines.tts.xtts import XttsTTS
 from avatar_server.errors import EngineFailure
 from avatar_server.settings import Settings
+from avatar_server.values import Speech
 
 SPEECH = Speech((0.1 * np.sin(np.arange(16000) / 5)).astype(np.float32), 16000)
 

@@ -9,15 +9,17 @@ import pytest
 from avatar.v1 import avatar_pb2 as pb
 from avatar.v1 import avatar_pb2_grpc as pb_grpc
 
-from avatar_server.errors import EngineFailure, InvalidInput, TooLarge
+from avatar_server.errors import EngineFailure, InvalidInput, Overloaded, StageTimeout, TooLarge
+from avatar_server.settings import Settings
 from avatar_server.transport.grpc_service import AvatarService
 
 
 class RaisingPipeline:
     def __init__(self) -> None:
         self.error: Exception | None = None
+        self.settings = Settings()
 
-    async def interact(self, request: object) -> object:
+    async def interact(self, request: object, *, time_remaining: float | None = None) -> object:
         assert self.error is not None
         raise self.error
 
@@ -35,7 +37,7 @@ async def stub_and_pipeline() -> AsyncIterator[tuple[pb_grpc.AvatarServiceStub, 
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await stub.Interact(pb.InteractRequest(text="hi"))
         assert err.value.code() == grpc.StatusCode.UNAVAILABLE and "still loading" in (err.value.details() or "")
-        service.pipeline = fake  # type: ignore[assignment]
+        service.core = fake  # type: ignore[assignment]
         yield stub, fake
     await server.stop(None)
 
@@ -45,6 +47,8 @@ async def stub_and_pipeline() -> AsyncIterator[tuple[pb_grpc.AvatarServiceStub, 
     [
         (InvalidInput("bad thing"), grpc.StatusCode.INVALID_ARGUMENT, "bad thing"),
         (TooLarge("too big"), grpc.StatusCode.RESOURCE_EXHAUSTED, "too big"),
+        (Overloaded("busy", retry_after_ms=1500), grpc.StatusCode.RESOURCE_EXHAUSTED, "busy"),
+        (StageTimeout("The text-to-speech stage took longer than 30 s."), grpc.StatusCode.DEADLINE_EXCEEDED, "speech"),
         (EngineFailure("The text-to-speech engine failed: boom"), grpc.StatusCode.INTERNAL, "engine failed: boom"),
         (ZeroDivisionError("bug"), grpc.StatusCode.INTERNAL, "failed to process this turn"),
     ],
@@ -61,6 +65,9 @@ async def test_errors_map_to_status(
         await stub.Interact(pb.InteractRequest(text="hi"))
     assert err.value.code() == code
     assert details in (err.value.details() or "")
+    # Only a refusal for load says when to retry; a payload over a cap will never pass.
+    trailing = dict(err.value.trailing_metadata() or ())
+    assert trailing.get("retry-after-ms") == ("1500" if isinstance(error, Overloaded) else None)
 
 
 async def test_converse_must_start_with_the_config(

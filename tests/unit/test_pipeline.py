@@ -6,12 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from avatar_server.animation.animator import PortraitAnimator
-from avatar_server.domain import AudioData, Outputs, TurnRequest
+from avatar_server.core.engines import Engines
+from avatar_server.core.service import AvatarCore as Pipeline
+from avatar_server.core.voices import pick_voice
+from avatar_server.engines.animator.portrait import PortraitAnimator
 from avatar_server.errors import EngineFailure, InvalidInput, TooLarge
 from avatar_server.personas import load_avatars
-from avatar_server.pipeline import Engines, Pipeline
 from avatar_server.settings import Settings
+from avatar_server.values import AudioData, Outputs, TurnRequest
 from tests.unit.fakes import FakeLLM, FakeSTT, FakeTTS
 
 NO_MEDIA = Outputs(audio=False, video=False, animation=False)
@@ -110,7 +112,7 @@ async def test_an_avatar_voice_of_an_engine_not_loaded_uses_the_primary_engine(p
     pipeline.avatars["grace"] = pipeline.avatars["grace"].__class__(
         **{**pipeline.avatars["grace"].__dict__, "voice": "xtts:grace"}
     )
-    engine, voice = pipeline.pick_voice("xtts:grace", "en")
+    engine, voice = pick_voice(pipeline.engines, "xtts:grace", "en")
     assert (engine.name, voice) == ("piper", "piper:en-us")
-    engine, voice = pipeline.pick_voice("xtts:grace", "uk")
+    engine, voice = pick_voice(pipeline.engines, "xtts:grace", "uk")
     assert (engine.name, voice) == ("espeak", "espeak:uk")

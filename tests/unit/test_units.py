@@ -13,10 +13,11 @@ from avatar_server.engines.llm.reply import collect_reply, shape_reply
 from avatar_server.engines.tts.espeak import EspeakTTS
 from avatar_server.errors import InvalidInput, TooLarge
 from avatar_server.media.audio import MimeType, decode_audio, encode_wav, resample, to_pcm16
-from avatar_server.memory import ConversationMemory, Exchange
+from avatar_server.memory import ConversationMemory
 from avatar_server.models import ModelError, verify
 from avatar_server.personas import AvatarConfigError, load_avatars
 from avatar_server.settings import Settings
+from avatar_server.values import Exchange
 
 
 def tone(seconds: float, rate: int) -> np.ndarray:
@@ -84,8 +85,8 @@ def test_collect_reply_stops_early() -> None:
 
 
 def test_a_configured_seed_makes_llama_replies_reproducible() -> None:
-    from avatar_server.engines.llm.base import ChatMessage
     from avatar_server.engines.llm.llama_cpp import LlamaCppChat
+    from avatar_server.values import ChatMessage
 
     ask = [ChatMessage("user", "Tell me a story about a ship.")]
 

@@ -3,39 +3,18 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 
 from avatar_server.animation.landmarks import detect
 from avatar_server.animation.portrait import PortraitRenderer
-from avatar_server.animation.track import Track, frame_count, track_from_audio, track_from_phonemes
-from avatar_server.engines.tts.base import Speech
+from avatar_server.animation.track import frame_count, track_from_audio, track_from_phonemes
+from avatar_server.engines.animator.base import Animation
 from avatar_server.media.video import encode_mp4
 from avatar_server.personas import Avatar
+from avatar_server.values import Speech, Track
 
 TRACK_FPS = 30.0
-
-
-class Animator(Protocol):
-    """Speech → animation track (always) and video (on request)."""
-
-    name: str
-    video_fps: int
-
-    def track(self, speech: Speech, text: str) -> Track: ...
-
-    def video(self, avatar_id: str, speech: Speech, track: Track) -> tuple[bytes, float]: ...
-
-    def animate(self, avatar_id: str, speech: Speech, text: str, *, want_video: bool) -> Animation: ...
-
-
-@dataclass(frozen=True)
-class Animation:
-    track: Track
-    video_mp4: bytes | None
-    video_seconds: float = 0.0
 
 
 class PortraitAnimator:

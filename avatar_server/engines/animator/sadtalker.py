@@ -16,12 +16,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from avatar_server.animation.animator import Animation, PortraitAnimator
-from avatar_server.animation.track import Track
-from avatar_server.engines.tts.base import Speech
+from avatar_server.engines.animator.base import Animation
+from avatar_server.engines.animator.portrait import PortraitAnimator
 from avatar_server.errors import EngineFailure
 from avatar_server.media.audio import encode_wav
 from avatar_server.personas import Avatar
+from avatar_server.values import Speech, Track
 
 log = logging.getLogger(__name__)
 

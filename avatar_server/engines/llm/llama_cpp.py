@@ -6,7 +6,8 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from avatar_server.engines.llm.base import ChatMessage, LlmCapabilities
+from avatar_server.engines.llm.base import LlmCapabilities
+from avatar_server.values import ChatMessage
 
 
 class LlamaCppChat:

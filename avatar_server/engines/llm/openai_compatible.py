@@ -9,7 +9,8 @@ from collections.abc import Iterator
 import httpx
 
 from avatar_server.engines.http import CloudError, check_status, with_retries
-from avatar_server.engines.llm.base import ChatMessage, LlmCapabilities
+from avatar_server.engines.llm.base import LlmCapabilities
+from avatar_server.values import ChatMessage
 
 
 class OpenAICompatibleChat:

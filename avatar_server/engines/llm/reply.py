@@ -5,8 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from avatar_server.engines.llm.base import ChatMessage
-from avatar_server.memory import Exchange
+from avatar_server.values import ChatMessage, Exchange
 
 _SENTENCE_END = re.compile(r"(?<=[.!?…。！？])[\"'”»)]*\s+")
 _ROLE_LEAK = re.compile(r"^\s*(assistant|user|system)\s*:\s*", re.IGNORECASE)

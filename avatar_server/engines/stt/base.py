@@ -8,14 +8,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-
-@dataclass(frozen=True)
-class Transcript:
-    """What was said, and in which language."""
-
-    text: str
-    language: str
-    language_probability: float = 1.0
+from avatar_server.values import Transcript
 
 
 @dataclass(frozen=True)

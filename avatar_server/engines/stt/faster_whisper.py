@@ -7,7 +7,8 @@ import threading
 import numpy as np
 import numpy.typing as npt
 
-from avatar_server.engines.stt.base import SttCapabilities, Transcript
+from avatar_server.engines.stt.base import SttCapabilities
+from avatar_server.values import Transcript
 
 _SPEECH_PAD = 300  # ms of audio kept either side of the speech Silero VAD hears
 

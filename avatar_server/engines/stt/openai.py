@@ -7,8 +7,9 @@ import numpy as np
 import numpy.typing as npt
 
 from avatar_server.engines.http import CloudError, check_status, with_retries
-from avatar_server.engines.stt.base import SttCapabilities, Transcript
+from avatar_server.engines.stt.base import SttCapabilities
 from avatar_server.media.audio import encode_wav
+from avatar_server.values import Transcript
 
 # ISO-639-1 codes of the languages Whisper (and OpenAI's transcription models) know, the ones we map.
 _NAMES = {

@@ -5,30 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import numpy as np
-import numpy.typing as npt
-
-
-@dataclass(frozen=True)
-class PhonemeTiming:
-    """One phoneme (IPA) on the audio clock."""
-
-    phoneme: str
-    start: float
-    end: float
-
-
-@dataclass(frozen=True)
-class Speech:
-    """Synthesized mono audio and, when the engine knows them, phoneme timings."""
-
-    samples: npt.NDArray[np.float32]
-    sample_rate: int
-    phonemes: list[PhonemeTiming] | None = None
-
-    @property
-    def duration(self) -> float:
-        return len(self.samples) / self.sample_rate
+from avatar_server.values import Speech
 
 
 @dataclass(frozen=True)

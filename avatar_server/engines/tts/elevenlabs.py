@@ -10,8 +10,9 @@ import httpx
 import numpy as np
 
 from avatar_server.engines.http import CloudError, check_status, with_retries
-from avatar_server.engines.tts.base import Speech, TtsCapabilities, VoiceSpec
+from avatar_server.engines.tts.base import TtsCapabilities, VoiceSpec
 from avatar_server.engines.tts.graphemes import character_timings
+from avatar_server.values import Speech
 
 # eleven_multilingual_v2 / eleven_turbo_v2_5 languages (ISO 639-1), Ukrainian included.
 MULTILINGUAL = (

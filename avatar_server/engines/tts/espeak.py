@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from avatar_server.engines.tts.base import PhonemeTiming, Speech, TtsCapabilities, VoiceSpec
+from avatar_server.engines.tts.base import TtsCapabilities, VoiceSpec
+from avatar_server.values import PhonemeTiming, Speech
 
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
 _INITIALIZE_PHONEME_EVENTS = 0x0001

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from avatar_server.engines.tts.base import PhonemeTiming
+from avatar_server.values import PhonemeTiming
 
 _LATIN = {
     "a": "a", "e": "e", "i": "i", "o": "o", "u": "u", "y": "j", "b": "b", "c": "k", "d": "d", "f": "f", "g": "ɡ",

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from avatar_server.engines.tts.base import PhonemeTiming, Speech, TtsCapabilities, VoiceSpec
+from avatar_server.engines.tts.base import TtsCapabilities, VoiceSpec
+from avatar_server.values import PhonemeTiming, Speech
 
 # Piper alignments carry markers that are not sounds: sentence start/end, padding, stress.
 _SILENT = {"^", "$", "_", " ", "ˈ", "ˌ", "ː", ",", ".", "!", "?", ";", ":", "—", "…"}

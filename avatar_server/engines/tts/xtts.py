@@ -14,7 +14,8 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from avatar_server.engines.tts.base import Speech, TtsCapabilities, VoiceSpec
+from avatar_server.engines.tts.base import TtsCapabilities, VoiceSpec
+from avatar_server.values import Speech
 
 LANGUAGES = (
     "en", "es", "fr", "de", "it", "pt", "pl", "tr", "ru", "nl", "cs", "ar", "zh-cn", "ja", "hu", "ko", "hi",

@@ -33,18 +33,19 @@ async def paced_requests(
     trailing_silence: float = 1.5,
     end_of_utterance: bool = False,
     clock: StreamClock | None = None,
-    realtime: bool = True,
+    speed: float = 1.0,
     hold_open: asyncio.Event | None = None,
 ) -> AsyncIterator[pb.ConverseRequest]:
-    """The config, then PCM16 chunks at real-time pace (plus silence so the server's VAD sees the end)."""
+    """The config, then PCM16 chunks at real-time pace (plus silence so the server's VAD sees the end).
+    `speed` 2 sends twice as fast, the most a server accepts (it refuses audio faster than 2x real time)."""
     yield pb.ConverseRequest(config=config)
     clock = clock or StreamClock()
     clock.started = time.perf_counter()
     silence = bytes(int(rate * trailing_silence) * 2)
     sent = 0.0
     for chunk in pcm16_chunks(pcm + silence, rate):
-        if realtime:
-            delay = clock.started + sent - time.perf_counter()
+        if speed > 0:
+            delay = clock.started + sent / speed - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
         yield pb.ConverseRequest(audio=chunk)

@@ -1,0 +1,22 @@
+"""The loaded engines of one server."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from avatar_server.engines.animator.base import Animator
+from avatar_server.engines.llm.base import ChatModel
+from avatar_server.engines.stt.base import SpeechToText
+from avatar_server.engines.tts.base import TextToSpeech
+from avatar_server.engines.vad import SileroModel
+
+
+@dataclass(frozen=True)
+class Engines:
+    stt: SpeechToText
+    llm: ChatModel
+    tts: dict[str, TextToSpeech]  # by engine name; voice ids are "<engine>:<voice>"
+    fallback_tts: str
+    animator: Animator
+    vad: SileroModel | None = None  # for Converse's endpointing
+    primary_tts: str = ""  # speaks when the avatar's own voice is of an engine not loaded

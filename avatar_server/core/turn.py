@@ -1,0 +1,471 @@
+"""One turn, for both RPCs: decode → STT → persona + memory → streamed LLM → pieces → TTS → animation →
+remember what was said. It emits typed events; Interact collects them, Converse streams them.
+
+A turn's state lives in its `Turn`; its tasks run in one TaskGroup, so cancelling the turn's task
+(interrupt, disconnect, deadline) cancels all of them, and `turn.stop` ends the LLM's worker thread at
+its next token. Every blocking engine call runs on that engine's own worker (see workers.py) with a
+per-stage time limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from avatar_server.core import validation
+from avatar_server.core.engines import Engines
+from avatar_server.core.events import (
+    AnimationFramesEvent,
+    AudioChunkEvent,
+    Event,
+    ReplyDelta,
+    TranscriptEvent,
+    TurnCompleted,
+    VideoSegmentEvent,
+)
+from avatar_server.core.playback import Playback, PlaybackGuard
+from avatar_server.core.voices import pick_voice
+from avatar_server.core.workers import Priority, Workers
+from avatar_server.engines.llm.reply import SentenceSplitter, build_messages, ends_sentence, shape_reply
+from avatar_server.engines.tts.base import TextToSpeech
+from avatar_server.errors import AvatarError, EngineFailure, InvalidInput, StageTimeout
+from avatar_server.media.audio import decode_audio, to_pcm16
+from avatar_server.memory import ConversationMemory
+from avatar_server.personas import Avatar
+from avatar_server.settings import Settings
+from avatar_server.values import AudioData, ChatMessage, Exchange, Outputs, Speech, Timings, Track
+
+log = logging.getLogger("avatar_server.turn")
+T = TypeVar("T")
+
+NO_ANSWER = "Sorry, I have no answer to that."
+# A reply is cut at `reply_max_sentences` sentences; generation also stops this many characters past
+# `reply_max_chars`, since the sentence that crosses the limit is not kept anyway.
+_CHAR_SLACK = 40
+# Audio in hand below which the next live piece is cut short: a whole sentence takes about this long to
+# write and synthesize on 2 cores.
+_HURRY_BELOW = 1.5
+# The LLM pauses while a live turn's first piece is synthesized (2 cores), at most this long.
+_FIRST_PIECE_PAUSE = 1.5
+
+
+@dataclass(frozen=True)
+class TurnPlan:
+    """What a turn is asked for, validated."""
+
+    avatar: Avatar
+    session_id: str
+    language: str  # as asked; "" = detect
+    voice: str  # as asked; "" = the avatar's
+    outputs: Outputs
+    # Live (Converse): short pieces while the listener has little audio, ahead of Interact at every
+    # engine. Not live (Interact): the whole reply as one piece (one synthesis, one mp4).
+    live: bool
+
+
+def _go() -> threading.Event:
+    event = threading.Event()
+    event.set()
+    return event
+
+
+@dataclass(eq=False)
+class Turn:
+    """The state of one turn, owned by it."""
+
+    id: str
+    speech_end_wall: float = field(default_factory=time.perf_counter)
+    user_text: str = ""
+    audio: AudioData | None = None  # encoded audio to decode (Interact)
+    samples: npt.NDArray[np.float32] | None = None  # 16 kHz audio of the utterance (Converse)
+    language: str = ""
+    stop: threading.Event = field(default_factory=threading.Event)
+    llm_go: threading.Event = field(default_factory=_go)  # cleared while the first piece is synthesized
+    spoken: list[str] = field(default_factory=list)
+    timings: Timings = field(default_factory=Timings)
+    generating: bool = False  # the LLM is still writing this turn's reply
+    playback: Playback | None = None  # the reply's audio at the listener, once some of it went out
+    completed: bool = False
+    # Converse: a turn started at the first pause is held back until the silence confirms it.
+    confirmed: bool = True
+    held: list[Event] = field(default_factory=list)
+    task: asyncio.Task[None] | None = None
+
+
+class TurnRunner:
+    """Runs turns with the server's engines, workers, memory and playback guard."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        engines: Engines,
+        workers: Workers,
+        memory: ConversationMemory,
+        playback: PlaybackGuard,
+    ) -> None:
+        self.settings = settings
+        self.engines = engines
+        self.workers = workers
+        self.memory = memory
+        self.playback = playback
+        self.live_turns = 0  # live turns generating right now, across sessions
+        self.live_working = 0  # live turns anywhere between their start and their last piece
+
+    async def run(self, plan: TurnPlan, turn: Turn, emit: Callable[[Event], None]) -> None:
+        """The whole turn. Errors are raised (AvatarError); the caller maps them."""
+        s = self.settings
+        started = time.perf_counter()
+        timings = turn.timings
+        priority = Priority.LIVE if plan.live else Priority.BATCH
+        language = plan.language.lower()
+        self.live_working += plan.live
+        try:
+            if turn.audio is not None:
+                t0 = time.perf_counter()
+                audio = turn.audio
+                turn.samples = await self._stage(
+                    "audio decoding",
+                    "decode",
+                    s.decode_timeout_seconds,
+                    priority,
+                    decode_audio,
+                    audio.data,
+                    audio.mime_type,
+                    max_seconds=s.max_audio_seconds,
+                )
+                timings.stt = time.perf_counter() - t0
+            if turn.samples is not None:
+                if plan.live:
+                    await self.playback.yield_to_playback()
+                t0 = time.perf_counter()
+                transcript = await self._stage(
+                    "speech-to-text",
+                    "stt",
+                    s.stt_timeout_seconds,
+                    priority,
+                    self.engines.stt.transcribe,
+                    turn.samples,
+                    language=language.split("-")[0] or None,
+                )
+                timings.stt += time.perf_counter() - t0
+                turn.user_text = transcript.text.strip()
+                if not turn.user_text:
+                    raise InvalidInput("No speech was recognized in the audio.")
+                language = language or transcript.language
+            else:
+                language = language or validation.text_language(turn.user_text, plan.avatar.language)
+            turn.language = language
+            emit(TranscriptEvent(turn.id, turn.user_text, True))
+            speaking = plan.outputs.audio or plan.outputs.video or plan.outputs.animation
+            # The voice is chosen before the LLM runs: a reply nobody could speak is refused before the work.
+            voice = pick_voice(self.engines, plan.voice or plan.avatar.voice, language) if speaking else None
+            messages = build_messages(
+                plan.avatar.system_prompt(language), self.memory.history(plan.session_id), turn.user_text
+            )
+            await self._reply(plan, turn, messages, voice, emit)
+            timings.total = time.perf_counter() - started
+            turn.completed = True
+            emit(TurnCompleted(turn.id, turn.user_text, " ".join(turn.spoken), timings))
+            log.info(
+                "turn %s session=%s %s lang=%s stt=%.3fs llm_first=%.3fs llm=%.3fs tts_first=%.3fs tts=%.3fs "
+                "animation=%.3fs total=%.3fs",
+                turn.id,
+                plan.session_id,
+                "live" if plan.live else "interact",
+                language,
+                timings.stt,
+                timings.llm_first_token,
+                timings.llm,
+                timings.tts_first_byte,
+                timings.tts,
+                timings.animation,
+                timings.total,
+            )
+        finally:
+            self.live_working -= plan.live
+            turn.stop.set()  # the LLM's thread ends at its next token
+            # Memory keeps only what was said: all of a completed turn, what went out of an interrupted live
+            # one, nothing of an Interact reply nobody received.
+            if turn.confirmed and turn.user_text and turn.spoken and (turn.completed or plan.live):
+                self.memory.add(plan.session_id, Exchange(turn.user_text, " ".join(turn.spoken)))
+
+    # -- stages -----------------------------------------------------------------------------------
+
+    async def _stage(
+        self,
+        stage: str,
+        worker: str,
+        limit: float | None,
+        priority: Priority,
+        fn: Callable[..., T],
+        *args: Any,
+        **kwargs: Any,
+    ) -> T:
+        """A blocking engine call on its engine's worker, bounded in time; engine crashes become EngineFailure."""
+        try:
+            return await asyncio.wait_for(self.workers[worker].run(fn, *args, priority=priority, **kwargs), limit)
+        except TimeoutError:
+            raise StageTimeout(f"The {stage} stage took longer than {limit:g} s.") from None
+        except AvatarError:
+            raise
+        except Exception as exc:
+            log.exception("%s failed", stage)
+            raise EngineFailure(f"The {stage} engine failed: {exc}") from exc
+
+    async def _reply(
+        self,
+        plan: TurnPlan,
+        turn: Turn,
+        messages: list[ChatMessage],
+        voice: tuple[TextToSpeech, str] | None,
+        emit: Callable[[Event], None],
+    ) -> None:
+        if plan.live:
+            await self.playback.yield_to_playback()
+        priority = Priority.LIVE if plan.live else Priority.BATCH
+        loop = asyncio.get_running_loop()
+        tokens: asyncio.Queue[str | None] = asyncio.Queue()  # bounded by llm_max_tokens
+        pieces: asyncio.Queue[str | None] = asyncio.Queue()
+        self.live_turns += plan.live
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(
+                    self._stage("language model", "llm", None, priority, self._produce, messages, tokens, loop, turn)
+                )
+                if voice is not None:
+                    group.create_task(self._speak(plan, turn, pieces, voice, emit))
+                await self._shape(plan, turn, tokens, pieces if voice is not None else None, emit)
+        except BaseExceptionGroup as group_error:
+            raise _first_error(group_error) from None
+        finally:
+            self.live_turns -= plan.live
+            turn.generating = False
+            turn.stop.set()
+
+    def _produce(
+        self,
+        messages: list[ChatMessage],
+        out: asyncio.Queue[str | None],
+        loop: asyncio.AbstractEventLoop,
+        turn: Turn,
+    ) -> None:
+        """The LLM's worker thread: stream tokens into the loop until done or told to stop (every token)."""
+        s = self.settings
+        worker = self.workers["llm"]
+        deltas = self.engines.llm.stream(messages, max_tokens=s.llm_max_tokens, temperature=s.llm_temperature)
+        try:
+            for delta in deltas:
+                worker.beat()
+                if turn.stop.is_set():
+                    break
+                loop.call_soon_threadsafe(out.put_nowait, delta)
+                # 2 cores: while a live turn's first piece is synthesized, the next token waits, so the first
+                # audio comes sooner. Never while another turn waits for the model, and never for long: the
+                # pause must not hold the engine from anyone.
+                paused = time.monotonic()
+                while (
+                    not turn.llm_go.wait(0.02)
+                    and not turn.stop.is_set()
+                    and worker.waiting == 0
+                    and time.monotonic() - paused < _FIRST_PIECE_PAUSE
+                ):
+                    worker.beat()
+        finally:
+            close = getattr(deltas, "close", None)
+            if close is not None:
+                close()
+            with contextlib.suppress(RuntimeError):  # the loop may be gone when a session is torn down
+                loop.call_soon_threadsafe(out.put_nowait, None)
+
+    async def _shape(
+        self,
+        plan: TurnPlan,
+        turn: Turn,
+        tokens: asyncio.Queue[str | None],
+        pieces: asyncio.Queue[str | None] | None,
+        emit: Callable[[Event], None],
+    ) -> None:
+        """Tokens → pieces to speak, within the reply limits (one rule for both RPCs)."""
+        s = self.settings
+        timings = turn.timings
+        # Alone, a live turn speaks a short piece whenever its listener has little audio in hand (at first,
+        # nothing). Under load whole sentences keep each session's audio continuous.
+        busy = self.live_turns > 1
+        splitter = SentenceSplitter(hurry=plan.live and not busy)
+        sentences = chars = 0
+        done = False
+        whole: list[str] = []  # not live: the reply is spoken as one piece at the end
+        produced = 0
+
+        def out(piece: str) -> None:
+            nonlocal produced
+            produced += 1
+            if not plan.live:
+                whole.append(piece)
+            elif pieces is None:
+                turn.spoken.append(piece)
+            else:
+                if produced == 1:
+                    turn.llm_go.clear()  # 2 cores: the first audio comes before more tokens
+                pieces.put_nowait(piece)
+
+        t0 = time.perf_counter()
+        turn.generating = True
+        try:
+            while True:
+                try:
+                    delta = await asyncio.wait_for(tokens.get(), s.llm_timeout_seconds)
+                except TimeoutError:
+                    raise StageTimeout(
+                        f"The language model stage wrote nothing for {s.llm_timeout_seconds:g} s."
+                    ) from None
+                if delta is None:
+                    break
+                if done:
+                    continue  # what the thread produced before it saw the stop
+                if not timings.llm_first_token:
+                    timings.llm_first_token = time.perf_counter() - t0
+                emit(ReplyDelta(turn.id, delta))
+                chars += len(delta)
+                if plan.live:
+                    in_hand = turn.playback.slack(time.perf_counter()) if turn.playback else 0.0
+                    splitter.hurry = not busy and in_hand < _HURRY_BELOW
+                for piece in splitter.feed(delta):
+                    sentences += ends_sentence(piece)
+                    out(piece)
+                if sentences >= s.reply_max_sentences or chars > s.reply_max_chars + _CHAR_SLACK:
+                    done = True
+                    turn.stop.set()
+            rest = splitter.flush()
+            if rest and not done:  # a fragment cut off by the limits is not spoken
+                out(rest)
+            if not plan.live:  # one piece: the whole reply, shaped
+                text = shape_reply(" ".join(whole), max_sentences=s.reply_max_sentences, max_chars=s.reply_max_chars)
+                (turn.spoken.append if pieces is None else pieces.put_nowait)(text or NO_ANSWER)
+            elif not produced:
+                out(NO_ANSWER)
+            timings.llm = time.perf_counter() - t0
+        finally:
+            turn.generating = False
+            if pieces is not None:
+                pieces.put_nowait(None)
+
+    async def _speak(
+        self,
+        plan: TurnPlan,
+        turn: Turn,
+        pieces: asyncio.Queue[str | None],
+        voice: tuple[TextToSpeech, str],
+        emit: Callable[[Event], None],
+    ) -> None:
+        """Pieces → speech → animation frames, then the audio they belong to; video segments beside them."""
+        s = self.settings
+        outputs = plan.outputs
+        timings = turn.timings
+        engine, voice_id = voice
+        priority = Priority.LIVE if plan.live else Priority.BATCH
+        animator = self.engines.animator
+        segments: asyncio.Queue[tuple[Speech, Track, float] | None] = asyncio.Queue()
+        clock = 0.0
+        playback: Playback | None = None
+        async with asyncio.TaskGroup() as group:
+            if outputs.video:  # video renders beside the audio path, never in front of it
+                group.create_task(self._render_segments(turn, plan, segments, emit))
+            try:
+                while (piece := await pieces.get()) is not None:
+                    t0 = time.perf_counter()
+                    speech = await self._stage(
+                        "text-to-speech",
+                        "tts",
+                        s.tts_timeout_seconds,
+                        priority,
+                        engine.synthesize,
+                        piece,
+                        voice=voice_id,
+                        language=turn.language,
+                    )
+                    timings.tts += time.perf_counter() - t0
+                    turn.llm_go.set()
+                    if not timings.tts_first_byte:
+                        timings.tts_first_byte = time.perf_counter() - t0
+                    if outputs.animation or outputs.video:
+                        t0 = time.perf_counter()
+                        track = await self._stage(
+                            "animation",
+                            "animation",
+                            s.animation_timeout_seconds,
+                            priority,
+                            animator.track,
+                            speech,
+                            piece,
+                        )
+                        timings.animation += time.perf_counter() - t0
+                        if outputs.animation:  # the frames go out no later than the audio they belong to
+                            emit(AnimationFramesEvent(turn.id, track, clock))
+                        if outputs.video:
+                            segments.put_nowait((speech, track, clock))
+                    if outputs.audio:
+                        emit(AudioChunkEvent(turn.id, to_pcm16(speech.samples), speech.sample_rate, clock))
+                    turn.spoken.append(piece)
+                    clock += speech.duration
+                    if plan.live and playback is None and turn.confirmed:
+                        playback = turn.playback = Playback(source=turn)
+                        self.playback.add(playback)
+                    if playback is not None:
+                        playback.sent_seconds = clock
+            finally:
+                segments.put_nowait(None)
+                if playback is not None:
+                    self.playback.discard(playback)
+
+    async def _render_segments(
+        self,
+        turn: Turn,
+        plan: TurnPlan,
+        segments: asyncio.Queue[tuple[Speech, Track, float] | None],
+        emit: Callable[[Event], None],
+    ) -> None:
+        s = self.settings
+        priority = Priority.LIVE if plan.live else Priority.BATCH
+        while (item := await segments.get()) is not None:
+            speech, track, clock = item
+            t0 = time.perf_counter()
+            mp4, seconds = await self._stage(
+                "video",
+                "video",
+                s.animation_timeout_seconds,
+                priority,
+                self.engines.animator.video,
+                plan.avatar.id,
+                speech,
+                track,
+            )
+            turn.timings.animation += time.perf_counter() - t0
+            emit(VideoSegmentEvent(turn.id, mp4, seconds, clock))
+
+
+def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The error a person should see from a turn's task group: an AvatarError before anything else."""
+    leaves: list[BaseException] = []
+
+    def walk(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                walk(inner)
+        else:
+            leaves.append(exc)
+
+    walk(group)
+    for exc in leaves:
+        if isinstance(exc, AvatarError):
+            return exc
+    return leaves[0] if leaves else group

@@ -1,0 +1,50 @@
+"""Every rule about what a turn or a session may ask for, in one place, with the message a person reads."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection
+
+from avatar_server.errors import InvalidInput, TooLarge
+from avatar_server.personas import Avatar
+from avatar_server.settings import Settings
+
+_LANGUAGE_TAG = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$")
+_SESSION_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_CYRILLIC = re.compile(r"[\u0400-\u04FF]")
+
+
+def avatar(avatars: dict[str, Avatar], avatar_id: str, default: str) -> Avatar:
+    found = avatars.get(avatar_id or default)
+    if found is None:
+        raise InvalidInput(f"Unknown avatar {avatar_id!r}; known avatars: {', '.join(sorted(avatars))}.")
+    return found
+
+
+def common(*, language: str, session_id: str, voice: str, tts_engines: Collection[str]) -> None:
+    """What Interact requests and Converse configs share: language tag, session id, voice."""
+    if language and not _LANGUAGE_TAG.match(language):
+        raise InvalidInput(f"{language!r} is not a language code such as 'en' or 'uk'.")
+    if session_id and not _SESSION_ID.match(session_id):
+        raise InvalidInput("session_id must be 1-128 characters of letters, digits, '.', '_', ':' or '-'.")
+    if voice and voice.split(":", 1)[0] not in tts_engines:
+        raise InvalidInput(f"Unknown voice {voice!r}; GetCapabilities lists the voices.")
+
+
+def text(value: str, settings: Settings) -> str:
+    """A typed turn's text, stripped; refused when empty or over the cap."""
+    if not value.strip():
+        raise InvalidInput("The text is empty.")
+    if len(value) > settings.max_text_chars:
+        raise TooLarge(f"The text has {len(value)} characters; the limit is {settings.max_text_chars}.")
+    return value.strip()
+
+
+def audio_bytes(size: int, settings: Settings) -> None:
+    if size > settings.max_audio_bytes:
+        raise TooLarge(f"The audio is {size / 1e6:.1f} MB; the limit is {settings.max_audio_bytes / 1e6:.1f} MB.")
+
+
+def text_language(value: str, default: str) -> str:
+    """A typed turn's language when none is given: Cyrillic is taken as Ukrainian (the seed's users)."""
+    return "uk" if _CYRILLIC.search(value) else default
