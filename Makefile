@@ -94,6 +94,7 @@ bench: setup
 	$(BIN)/python bench/bench_interact.py
 	$(BIN)/python bench/bench_bridge.py
 	$(BIN)/python bench/bench_converse.py
+	$(BIN)/python bench/bench_load.py
 
 clean:
 	rm -rf $(STAMPS) $(VENV) node_modules clients/web/node_modules clients/web/dist tests/.data tests/artifacts .pytest_cache

@@ -1,0 +1,553 @@
+"""Load benchmark: live Converse sessions and Interact clients at once, against one real server process.
+
+For `--seconds` (120) on loopback: `--live` (2) Converse sessions speak the clips at real-time pace (PCM16
+chunks of 20-40 ms, a pause before the speech and 1.5 s of silence after it so the server's VAD ends the
+turn; the next clip follows the reply's TurnCompleted, an error, or 20 s), while `--interact` (6) clients
+call Interact in a loop (audio clips and typed questions, 30 s deadline each). Per kind it counts turns
+served, refused (RESOURCE_EXHAUSTED: the client sleeps the trailing `retry-after-ms` before it goes on),
+failed (any other error, deadlines included) and hangs (a call or turn not over within 60 s), with p50/p90
+latency: Interact's call wall time; for live turns the server's voice-to-first-audio (TurnCompleted timings)
+and the client's (last voiced chunk sent -> first audio_chunk received). It also reads the server's RSS
+after SERVING and one warm-up Interact, and at the end. Prints a markdown table, saves
+bench/results/load.json.
+
+Everything is bounded: every RPC has a deadline, in-flight work gets at most 60 s after `--seconds` to end,
+then whatever is left is cancelled and the server is stopped (killed if SIGTERM does not stop it). The exit
+status is non-zero only when this script itself crashes; missed targets are reported, not raised.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import random
+import re
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import grpc  # noqa: E402
+import numpy as np  # noqa: E402
+from avatar.v1 import avatar_pb2 as pb  # noqa: E402
+from avatar.v1 import avatar_pb2_grpc as pb_grpc  # noqa: E402
+
+from avatar_server.media.audio import decode_audio, to_pcm16  # noqa: E402
+from bench.bench_converse import LEAD, speech_end_seconds  # noqa: E402
+from bench.bench_interact import QUESTIONS, make_clips, pct  # noqa: E402
+from tests.conftest import ServerProcess, start_server, stop_server  # noqa: E402
+
+RATE = 16000
+TRAILING_SILENCE = 1.5  # after the speech, so the server's VAD ends the turn
+NEXT_CLIP_AFTER = 20.0  # at the latest, when no TurnCompleted or error came
+INTERACT_DEADLINE = 30.0
+HANG = 60.0  # a call or turn not over by then is a hang
+DEFAULT_RETRY_AFTER = 1.0  # when a refusal names no retry-after-ms
+CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 64 << 20), ("grpc.max_send_message_length", 64 << 20)]
+TARGETS = {"hangs": 0, "failed": 0, "rss_growth_pct": 5.0, "live_voice_to_first_audio_p50": 1.5}
+
+
+@dataclass
+class Clip:
+    name: str
+    wav: bytes
+    pcm: bytes  # LEAD of silence, then the clip, mono PCM16 at RATE
+    speech_end: float  # seconds into `pcm` where the last voiced 20 ms ends
+
+
+@dataclass
+class Attempt:
+    """One Interact call or one live turn (a clip spoken into a Converse stream)."""
+
+    kind: str  # "live" | "interact"
+    client: int
+    input: str
+    started: float  # perf_counter when the call began / the clip's first chunk was sent
+    outcome: str = "pending"  # served | refused | failed | hang
+    code: str = ""
+    message: str = ""
+    latency: float | None = None  # interact: call wall time
+    server_v2fa: float | None = None  # live: TurnCompleted.timings.voice_to_first_audio_seconds
+    client_v2fa: float | None = None  # live: last voiced chunk sent -> first audio_chunk received
+    voice_end_sent: float | None = None  # live: when the chunk with the last voiced sample was sent
+    first_audio: float | None = None
+    ended: float | None = None
+    turn_ids: list[str] = field(default_factory=list)
+
+    def finish(self, outcome: str, code: str = "", message: str = "") -> None:
+        if self.outcome == "pending":
+            self.outcome, self.code, self.message, self.ended = outcome, code, message[:300], time.perf_counter()
+
+
+def retry_after_seconds(metadata: object, message: str = "") -> float:
+    """The `retry-after-ms` trailing metadata (or a number of ms in the message), in seconds."""
+    for key, value in metadata or ():  # type: ignore[attr-defined]
+        if key == "retry-after-ms":
+            with contextlib.suppress(ValueError):
+                return max(0.0, int(value) / 1000)
+    match = re.search(r"retry[- ]after[^0-9]{0,20}(\d+)\s*ms", message, re.IGNORECASE)
+    return int(match.group(1)) / 1000 if match else DEFAULT_RETRY_AFTER
+
+
+def rss_kib(pid: int) -> int | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def load_clips(folder: Path) -> list[Clip]:
+    clips = []
+    for name, wav in make_clips(folder):
+        x = decode_audio(wav, "audio/wav", max_seconds=60, rate=RATE)
+        x = np.concatenate([np.zeros(int(LEAD * RATE), np.float32), x])
+        clips.append(Clip(name, wav, to_pcm16(x), speech_end_seconds(x, RATE)))
+    if not clips:
+        raise RuntimeError("no speech clips: install espeak-ng or flite (make setup does)")
+    return clips
+
+
+class Run:
+    def __init__(self, target: str, clips: list[Clip], seconds: float, seed: int) -> None:
+        self.target = target
+        self.clips = clips
+        self.started = time.perf_counter()
+        self.stop_at = self.started + seconds
+        self.attempts: list[Attempt] = []
+        self.seed = seed
+        self.stream_refusals = 0  # Converse streams refused before a clip was spoken into them
+        self.stream_errors: list[str] = []
+
+    def over(self) -> bool:
+        return time.perf_counter() >= self.stop_at
+
+    async def sleep_until_stop(self, seconds: float) -> None:
+        await asyncio.sleep(max(0.0, min(seconds, self.stop_at - time.perf_counter())))
+
+    # -- Interact -----------------------------------------------------------------------------------
+
+    async def interact_client(self, k: int) -> None:
+        rng = random.Random(self.seed * 100 + k)
+        inputs: list[tuple[str, pb.InteractRequest]] = [
+            (f"audio:{c.name}", pb.InteractRequest(audio=pb.AudioInput(data=c.wav, mime_type="audio/wav")))
+            for c in self.clips
+        ] + [(f"text:{q}", pb.InteractRequest(text=q)) for q in QUESTIONS]
+        async with grpc.aio.insecure_channel(self.target, options=CHANNEL_OPTIONS) as channel:
+            stub = pb_grpc.AvatarServiceStub(channel)
+            while not self.over():
+                name, request = rng.choice(inputs)
+                request = pb.InteractRequest.FromString(request.SerializeToString())
+                request.session_id = f"load-interact-{k}"
+                attempt = Attempt("interact", k, name, time.perf_counter())
+                self.attempts.append(attempt)
+                pause = 0.0
+                try:
+                    call = stub.Interact(request, timeout=INTERACT_DEADLINE)
+                    await asyncio.wait_for(call, HANG)
+                    attempt.latency = time.perf_counter() - attempt.started
+                    attempt.finish("served")
+                except TimeoutError:
+                    attempt.finish(
+                        "hang", "HANG", f"no answer in {HANG:.0f} s despite a {INTERACT_DEADLINE:.0f} s deadline"
+                    )
+                except grpc.aio.AioRpcError as exc:
+                    code = exc.code()
+                    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                        attempt.finish("refused", code.name, exc.details() or "")
+                        pause = retry_after_seconds(exc.trailing_metadata(), exc.details() or "")
+                    else:
+                        attempt.finish("failed", code.name, exc.details() or "")
+                        pause = 0.5  # no hot loop against a server that is down
+                if pause:
+                    await self.sleep_until_stop(pause)
+
+    # -- Converse -----------------------------------------------------------------------------------
+
+    async def live_session(self, k: int) -> None:
+        rng = random.Random(self.seed * 100 + 50 + k)
+        order = list(range(len(self.clips)))
+        rng.shuffle(order)
+        n = k  # sessions start at different clips
+        config = pb.ConverseConfig(
+            input_format=pb.AudioFormat(encoding=pb.AUDIO_ENCODING_PCM16, sample_rate_hertz=RATE)
+        )
+        async with grpc.aio.insecure_channel(self.target, options=CHANNEL_OPTIONS) as channel:
+            stub = pb_grpc.AvatarServiceStub(channel)
+            while not self.over():
+                n = await self._one_stream(k, stub, config, rng, order, n)
+
+    async def _one_stream(
+        self,
+        k: int,
+        stub: pb_grpc.AvatarServiceStub,
+        config: pb.ConverseConfig,
+        rng: random.Random,
+        order: list[int],
+        n: int,
+    ) -> int:
+        """One Converse stream, clip after clip until the run is over or the stream ends; returns the clip index."""
+        timeout = self.stop_at - time.perf_counter() + HANG + 30
+        call = stub.Converse(timeout=timeout)
+        mine: list[Attempt] = []
+        by_turn: dict[str, Attempt] = {}
+        current: list[Attempt | None] = [None]
+        turn_over = asyncio.Event()
+        stream_error: list[grpc.aio.AioRpcError] = []
+
+        async def read() -> None:
+            try:
+                while True:
+                    ev = await call.read()
+                    if ev is grpc.aio.EOF:
+                        return
+                    now = time.perf_counter()
+                    attempt = by_turn.get(ev.turn_id)
+                    if attempt is None and current[0] is not None:
+                        attempt = current[0]
+                        by_turn[ev.turn_id] = attempt
+                        attempt.turn_ids.append(ev.turn_id)
+                    if attempt is None:
+                        continue
+                    kind = ev.WhichOneof("event")
+                    late = attempt.voice_end_sent is not None and now - attempt.voice_end_sent > HANG
+                    if late and kind in ("turn_completed", "error") and attempt.outcome == "pending":
+                        attempt.finish(
+                            "hang", "HANG", f"{kind} only {now - attempt.voice_end_sent:.0f} s after the speech"
+                        )
+                        turn_over.set()
+                    elif kind == "audio_chunk" and attempt.first_audio is None:
+                        attempt.first_audio = now
+                    elif kind == "turn_completed" and attempt.outcome == "pending":
+                        attempt.server_v2fa = ev.turn_completed.timings.voice_to_first_audio_seconds
+                        if attempt.first_audio is not None and attempt.voice_end_sent is not None:
+                            attempt.client_v2fa = attempt.first_audio - attempt.voice_end_sent
+                        attempt.finish("served")
+                        turn_over.set()
+                    elif kind == "error" and attempt.outcome == "pending":
+                        refused = ev.error.code == "RESOURCE_EXHAUSTED"
+                        attempt.finish("refused" if refused else "failed", ev.error.code, ev.error.message)
+                        turn_over.set()
+            except grpc.aio.AioRpcError as exc:
+                stream_error.append(exc)
+            finally:
+                turn_over.set()
+
+        reader = asyncio.create_task(read())
+        try:
+            await asyncio.wait_for(call.write(pb.ConverseRequest(config=config)), HANG)
+            while not self.over() and not reader.done():
+                clip = self.clips[order[n % len(order)]]
+                n += 1
+                attempt = Attempt("live", k, clip.name, time.perf_counter())
+                self.attempts.append(attempt)
+                mine.append(attempt)
+                current[0] = attempt
+                turn_over.clear()
+                await self._speak(call, clip, attempt, rng)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(turn_over.wait(), NEXT_CLIP_AFTER)
+                if attempt.code == "RESOURCE_EXHAUSTED":
+                    await self.sleep_until_stop(retry_after_seconds((), attempt.message))
+            # The run is over: let pending turns of this stream end, up to HANG after their speech.
+            pending = [a for a in mine if a.outcome == "pending"]
+            last = max((a.voice_end_sent or a.started for a in pending), default=0.0)
+            while any(a.outcome == "pending" for a in pending) and not reader.done():
+                left = last + HANG - time.perf_counter()
+                if left <= 0:
+                    break
+                turn_over.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(turn_over.wait(), left)
+            current[0] = None
+            if not reader.done():
+                with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError, TimeoutError):
+                    await asyncio.wait_for(call.done_writing(), 5)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(reader), 10)
+        except (grpc.aio.AioRpcError, asyncio.InvalidStateError, TimeoutError):
+            pass  # the stream ended (or would not take a write for HANG s); the reader knows why
+        finally:
+            if not reader.done():
+                call.cancel()
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(reader, 5)
+
+        code, details, retry = "", "", 0.0
+        if stream_error:
+            exc = stream_error[0]
+            code, details = exc.code().name, exc.details() or ""
+            if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                retry = retry_after_seconds(exc.trailing_metadata(), details)
+        elif call.done() and not self.over():
+            code, details = "STREAM_ENDED", "the server ended the stream"
+        now = time.perf_counter()
+        refused_turn = False
+        for a in mine:
+            if a.outcome != "pending":
+                continue
+            if now - (a.voice_end_sent or a.started) >= HANG:
+                a.finish("hang", "HANG", f"no TurnCompleted or error within {HANG:.0f} s of the speech's end")
+            elif code == "RESOURCE_EXHAUSTED":
+                a.finish("refused", code, details)
+                refused_turn = True
+            else:
+                a.finish("failed", code or "NO_REPLY", details or "the stream ended without an answer")
+        if code:
+            self.stream_errors.append(f"{code}: {details[:200]}")
+            if code == "RESOURCE_EXHAUSTED" and not refused_turn:
+                self.stream_refusals += 1  # refused with no turn of its own in flight
+            await self.sleep_until_stop(retry or 0.5)
+        return n
+
+    async def _speak(self, call: grpc.aio.StreamStreamCall, clip: Clip, attempt: Attempt, rng: random.Random) -> None:
+        """The clip then TRAILING_SILENCE, in 20-40 ms chunks, each sent when a microphone would have it."""
+        pcm = clip.pcm + bytes(int(TRAILING_SILENCE * RATE) * 2)
+        voiced_end = int(clip.speech_end * RATE) * 2
+        start = time.perf_counter()
+        pos = 0
+        while pos < len(pcm):
+            step = int(RATE * rng.choice((0.02, 0.03, 0.04))) * 2
+            chunk = pcm[pos : pos + step]
+            delay = start + (pos + len(chunk)) / 2 / RATE - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            await asyncio.wait_for(call.write(pb.ConverseRequest(audio=chunk)), HANG)
+            if attempt.voice_end_sent is None and pos + len(chunk) >= voiced_end:
+                attempt.voice_end_sent = time.perf_counter()
+            pos += len(chunk)
+
+
+async def warm_up(target: str) -> str:
+    async with grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS) as channel:
+        try:
+            await pb_grpc.AvatarServiceStub(channel).Interact(pb.InteractRequest(text="Who are you?"), timeout=60)
+            return "ok"
+        except grpc.aio.AioRpcError as exc:
+            return f"{exc.code().name}: {exc.details()}"
+
+
+async def sample_rss(pid: int, samples: list[tuple[float, int]], t0: float) -> None:
+    while True:
+        value = rss_kib(pid)
+        if value is not None:
+            samples.append((round(time.perf_counter() - t0, 1), value))
+        await asyncio.sleep(2.0)
+
+
+async def load(server: ServerProcess, clips: list[Clip], args: argparse.Namespace) -> dict[str, object]:
+    warm = await warm_up(server.target)
+    rss_start = rss_kib(server.proc.pid)
+    run = Run(server.target, clips, args.seconds, args.seed)
+    samples: list[tuple[float, int]] = []
+    sampler = asyncio.create_task(sample_rss(server.proc.pid, samples, run.started))
+    tasks = [asyncio.create_task(run.live_session(k)) for k in range(args.live)]
+    tasks += [asyncio.create_task(run.interact_client(k)) for k in range(args.interact)]
+    # Each client stops by itself: no new work after --seconds, pending work gets HANG s. This bound is
+    # the backstop for anything that would not stop.
+    bound = args.seconds + max(c.speech_end + LEAD for c in clips) + TRAILING_SILENCE + HANG + 45
+    done, stuck = await asyncio.wait(tasks, timeout=bound)
+    for task in stuck:
+        task.cancel()
+    if stuck:
+        await asyncio.wait(stuck, timeout=15)
+    crashed = [t.exception() for t in done if not t.cancelled() and t.exception() is not None]
+    if crashed:
+        raise crashed[0]  # type: ignore[misc]
+    for a in run.attempts:
+        if a.outcome == "pending":
+            a.finish("hang", "HANG", "still running when the run's bound was reached")
+    rss_end = rss_kib(server.proc.pid)
+    exit_code = server.proc.poll()
+    sampler.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await sampler
+    elapsed = time.perf_counter() - run.started
+    return {
+        "warm_up": warm,
+        "server_exit_code_during_run": exit_code,
+        "elapsed_seconds": round(elapsed, 1),
+        "clients_cancelled_at_bound": len(stuck),
+        "stream_refusals": run.stream_refusals,
+        "stream_errors": run.stream_errors,
+        "rss_start_kib": rss_start,
+        "rss_end_kib": rss_end,
+        "rss_peak_kib": max([v for _, v in samples] + ([rss_end] if rss_end else []), default=None),
+        "rss_samples": samples,
+        "attempts": [asdict(a) for a in run.attempts],
+    }
+
+
+def summarize(attempts: list[dict[str, object]], kind: str, extra_refusals: int = 0) -> dict[str, object]:
+    rows = [a for a in attempts if a["kind"] == kind]
+    count = {o: sum(a["outcome"] == o for a in rows) for o in ("served", "refused", "failed", "hang")}
+    errors: dict[str, int] = {}
+    for a in rows:
+        if a["outcome"] in ("failed", "hang", "refused"):
+            key = f"{a['code']}: {str(a['message'])[:80]}"
+            errors[key] = errors.get(key, 0) + 1
+    out: dict[str, object] = {
+        "attempts": len(rows),
+        "served": count["served"],
+        "refused": count["refused"] + extra_refusals,
+        "failed": count["failed"],
+        "hangs": count["hang"],
+        "errors": dict(sorted(errors.items(), key=lambda kv: -kv[1])),
+    }
+    served = [a for a in rows if a["outcome"] == "served"]
+    if kind == "interact":
+        lat = [float(a["latency"]) for a in served if a["latency"] is not None]  # type: ignore[arg-type]
+        out["latency_p50"], out["latency_p90"] = pct(lat, 0.5), pct(lat, 0.9)
+    else:
+        srv = [float(a["server_v2fa"]) for a in served if a["server_v2fa"]]  # type: ignore[arg-type]
+        cli = [float(a["client_v2fa"]) for a in served if a["client_v2fa"] is not None]  # type: ignore[arg-type]
+        out["voice_to_first_audio_p50"], out["voice_to_first_audio_p90"] = pct(srv, 0.5), pct(srv, 0.9)
+        out["client_voice_to_first_audio_p50"], out["client_voice_to_first_audio_p90"] = pct(cli, 0.5), pct(cli, 0.9)
+    return out
+
+
+def no_nan(value: object) -> object:
+    """NaN (a percentile of nothing) as null, so the JSON stays standard."""
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, dict):
+        return {k: no_nan(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [no_nan(v) for v in value]
+    return value
+
+
+def fmt(value: object, digits: int = 2) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return "—" if value != value else f"{value:.{digits}f}"
+    return str(value)
+
+
+def report(result: dict[str, object]) -> str:
+    live, inter = result["live"], result["interact"]
+    assert isinstance(live, dict) and isinstance(inter, dict)
+    lines = [
+        f"Load benchmark: {result['live_sessions']} live Converse sessions + {result['interact_clients']} Interact "
+        f"clients for {result['seconds']} s ({result['elapsed_seconds']} s with the drain), seconds",
+        "",
+        "| kind | served | refused | failed | hangs | latency | p50 | p90 |",
+        "|---|---|---|---|---|---|---|---|",
+        f"| live | {live['served']} | {live['refused']} | {live['failed']} | {live['hangs']} | voice-to-first-audio "
+        f"(server) | {fmt(live['voice_to_first_audio_p50'])} | {fmt(live['voice_to_first_audio_p90'])} |",
+        f"| | | | | | last voiced chunk sent → first audio_chunk (client) | "
+        f"{fmt(live['client_voice_to_first_audio_p50'])} | {fmt(live['client_voice_to_first_audio_p90'])} |",
+        f"| interact | {inter['served']} | {inter['refused']} | {inter['failed']} | {inter['hangs']} | "
+        f"call wall time | {fmt(inter['latency_p50'])} | {fmt(inter['latency_p90'])} |",
+        "",
+        "| check | value | target | met |",
+        "|---|---|---|---|",
+    ]
+    for c in result["checks"]:  # type: ignore[attr-defined]
+        lines.append(f"| {c['check']} | {fmt(c['value'])} | {c['target']} | {'yes' if c['met'] else 'NO'} |")
+    lines.append("")
+    for kind, s in (("live", live), ("interact", inter)):
+        for err, n in s["errors"].items():
+            lines.append(f"- {kind} {n}×  {err}")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seconds", type=float, default=120.0, help="how long to start new work (default 120)")
+    parser.add_argument("--live", type=int, default=2, help="live Converse sessions (default 2)")
+    parser.add_argument("--interact", type=int, default=6, help="Interact clients (default 6)")
+    parser.add_argument("--seed", type=int, default=1, help="picks the chunk sizes and the inputs' order")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    args = parser.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-load-"))
+    clips = load_clips(tmp)
+    log_path = tmp / "server.log"
+    server = start_server(log_path)  # env passes through (AVATAR_* settings apply)
+    stop_note = ""
+    try:
+        measured = asyncio.run(load(server, clips, args))
+    finally:
+        try:
+            rc = stop_server(server)
+            stop_note = f"stopped by SIGTERM, exit {rc}"
+        except Exception as exc:  # stop_server kills it on a timeout, then raises
+            if server.proc.poll() is None:
+                server.proc.kill()
+                server.proc.wait(timeout=10)
+            stop_note = f"did not stop on SIGTERM within 30 s ({type(exc).__name__}); killed"
+        print(f"server {stop_note}; log: {log_path}", file=sys.stderr)
+
+    attempts: list[dict[str, object]] = measured.pop("attempts")  # type: ignore[assignment]
+    live = summarize(attempts, "live", int(measured["stream_refusals"]))  # type: ignore[call-overload]
+    inter = summarize(attempts, "interact")
+    start, end = measured["rss_start_kib"], measured["rss_end_kib"]
+    growth = (end - start) / start * 100 if isinstance(start, int) and isinstance(end, int) and start else None
+    hangs = int(live["hangs"]) + int(inter["hangs"])  # type: ignore[call-overload]
+    failed = int(live["failed"]) + int(inter["failed"])  # type: ignore[call-overload]
+    v2fa = live["voice_to_first_audio_p50"]
+    checks = [
+        {"check": "hangs (live + interact)", "value": hangs, "target": "0", "met": hangs == TARGETS["hangs"]},
+        {"check": "failed (live + interact)", "value": failed, "target": "0", "met": failed == TARGETS["failed"]},
+        {
+            "check": "server RSS growth, %",
+            "value": growth,
+            "target": "< 5",
+            "met": growth is not None and growth < TARGETS["rss_growth_pct"],
+        },
+        {
+            "check": "live voice-to-first-audio p50 (server), s",
+            "value": v2fa,
+            "target": "≤ 1.5",
+            "met": isinstance(v2fa, float) and v2fa == v2fa and v2fa <= TARGETS["live_voice_to_first_audio_p50"],
+        },
+    ]
+    result: dict[str, object] = {
+        "benchmark": "load",
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "seconds": args.seconds,
+        "live_sessions": args.live,
+        "interact_clients": args.interact,
+        "clips": [c.name for c in clips],
+        "server_statuses": server.statuses,
+        "server_stop": stop_note,
+        "server_log": str(log_path),
+        **{k: v for k, v in measured.items() if k != "rss_samples"},
+        "rss_growth_pct": growth,
+        "live": live,
+        "interact": inter,
+        "checks": checks,
+        "targets": TARGETS,
+        "rss_samples": measured["rss_samples"],
+        "attempts": attempts,
+    }
+    text = report(result)
+    print(text)
+    print(
+        f"\nserver RSS: {fmt(start)} KiB after warm-up, {fmt(end)} KiB at the end, "
+        f"peak {fmt(measured['rss_peak_kib'])} KiB"
+    )
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "load.json"
+    path.write_text(json.dumps(no_nan(result), indent=2, ensure_ascii=False, default=str))
+    print(f"saved {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
