@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import os
 import signal
@@ -39,9 +40,11 @@ def load_core(settings: Settings) -> AvatarCore:
     tts = {settings.tts_engine: factory.build_tts(settings.tts_engine, settings)}
     if settings.fallback_tts_engine not in tts:
         tts[settings.fallback_tts_engine] = factory.build_tts(settings.fallback_tts_engine, settings)
+    llm = factory.build_llm(settings)
     engines = Engines(
         stt=factory.build_stt(settings),
-        llm=factory.build_llm(settings),
+        llm=llm,
+        live_llm=factory.build_live_llm(settings, llm),
         tts=tts,
         fallback_tts=settings.fallback_tts_engine,
         primary_tts=settings.tts_engine,
@@ -79,6 +82,18 @@ async def _in_daemon_thread(fn: Callable[[], T]) -> T:
 
     threading.Thread(target=target, name="load-engines", daemon=True).start()
     return await future
+
+
+async def _return_free_memory(every: float = 10.0) -> None:
+    """Hand freed heap pages back to the OS now and then: glibc keeps them after a burst of turns (video
+    frames, audio, tensors), so RSS would stay at the busiest moment's high-water mark."""
+    try:
+        trim = ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return
+    while True:
+        await asyncio.sleep(every)
+        await _in_daemon_thread(lambda: trim(0))
 
 
 async def serve(settings: Settings) -> None:
@@ -134,6 +149,7 @@ async def serve(settings: Settings) -> None:
             on_change=set_health,
         )
         watchdog_task = asyncio.create_task(watchdog.run())
+        trimmer = asyncio.create_task(_return_free_memory())
         await set_health(True)
         log.info("SERVING %s on %s:%d", SERVICE_NAME, settings.host, port)
         await stop.wait()
@@ -143,6 +159,7 @@ async def serve(settings: Settings) -> None:
     await health_servicer.enter_graceful_shutdown()
     if watchdog_task is not None:
         watchdog_task.cancel()
+        trimmer.cancel()
     await service.drain(settings.grace_seconds)
     await server.stop(1.0)
     if service.core is not None:

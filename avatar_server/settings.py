@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     # differ: llama.cpp's prompt cache changes how much of it is evaluated at once, hence the numerics).
     llm_seed: int | None = None
     threads: int = 2
+    # Heavy engine jobs (STT, LLM tokens, TTS, video) that may compute at once; each uses `threads` cores.
+    compute_slots: int = 1
+    # Live turns get a llama.cpp context of their own, so they never wait for an Interact's reply to finish.
+    llm_live_context: bool = True
 
     # Cloud backends (documented HTTP APIs) and the organisation's OpenAI-compatible LLM service.
     openai_base_url: str = "https://api.openai.com/v1"

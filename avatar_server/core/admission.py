@@ -74,13 +74,12 @@ class Admission:
             self.running += 1
             self._idle.clear()
         started = time.monotonic()
-        ok = False
         try:
             yield
-            ok = True
         finally:
-            if ok:
-                self._typical = 0.8 * self._typical + 0.2 * (time.monotonic() - started)
+            # Every turn counts, also one cut off by its deadline (its time is a lower bound): the estimate
+            # must grow when turns get slow, or calls that cannot make their deadline would still be let in.
+            self._typical = 0.8 * self._typical + 0.2 * (time.monotonic() - started)
             self._leave()
 
     def _leave(self) -> None:

@@ -30,7 +30,7 @@ class Playback:
 
 
 class PlaybackGuard:
-    def __init__(self, margin: float = 2.5, generating_margin: float = 6.0, max_wait: float = 4.0) -> None:
+    def __init__(self, margin: float = 2.5, generating_margin: float = 6.0, max_wait: float = 1.0) -> None:
         self.margin = margin
         # While a reply is still being generated its next sentences need the LLM and the TTS, so it is
         # protected over a longer horizon than one that only has audio left to play.

@@ -162,7 +162,7 @@ class ConversationSession:
             stt = self.core.engines.stt
             with contextlib.suppress(Exception):  # a partial is a hint; the final transcript reports errors
                 transcript = await self.core.workers["stt"].run(
-                    stt.transcribe, audio, language=language, priority=Priority.LIVE
+                    stt.transcribe, audio, language=language, priority=Priority.LIVE, compute=stt.capabilities.local
                 )
                 text = transcript.text.strip()
                 if text and self._next_turn_id == turn_id:  # the utterance has not ended meanwhile

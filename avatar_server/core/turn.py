@@ -118,7 +118,6 @@ class TurnRunner:
         self.memory = memory
         self.playback = playback
         self.live_turns = 0  # live turns generating right now, across sessions
-        self.live_working = 0  # live turns anywhere between their start and their last piece
 
     async def run(self, plan: TurnPlan, turn: Turn, emit: Callable[[Event], None]) -> None:
         """The whole turn. Errors are raised (AvatarError); the caller maps them."""
@@ -127,7 +126,6 @@ class TurnRunner:
         timings = turn.timings
         priority = Priority.LIVE if plan.live else Priority.BATCH
         language = plan.language.lower()
-        self.live_working += plan.live
         try:
             if turn.audio is not None:
                 t0 = time.perf_counter()
@@ -137,6 +135,7 @@ class TurnRunner:
                     "decode",
                     s.decode_timeout_seconds,
                     priority,
+                    False,
                     decode_audio,
                     audio.data,
                     audio.mime_type,
@@ -152,6 +151,7 @@ class TurnRunner:
                     "stt",
                     s.stt_timeout_seconds,
                     priority,
+                    self.engines.stt.capabilities.local,
                     self.engines.stt.transcribe,
                     turn.samples,
                     language=language.split("-")[0] or None,
@@ -191,7 +191,6 @@ class TurnRunner:
                 timings.total,
             )
         finally:
-            self.live_working -= plan.live
             turn.stop.set()  # the LLM's thread ends at its next token
             # Memory keeps only what was said: all of a completed turn, what went out of an interrupted live
             # one, nothing of an Interact reply nobody received.
@@ -206,13 +205,15 @@ class TurnRunner:
         worker: str,
         limit: float | None,
         priority: Priority,
+        compute: bool,
         fn: Callable[..., T],
         *args: Any,
         **kwargs: Any,
     ) -> T:
         """A blocking engine call on its engine's worker, bounded in time; engine crashes become EngineFailure."""
         try:
-            return await asyncio.wait_for(self.workers[worker].run(fn, *args, priority=priority, **kwargs), limit)
+            job = self.workers[worker].run(fn, *args, priority=priority, compute=compute, **kwargs)
+            return await asyncio.wait_for(job, limit)
         except TimeoutError:
             raise StageTimeout(f"The {stage} stage took longer than {limit:g} s.") from None
         except AvatarError:
@@ -238,8 +239,22 @@ class TurnRunner:
         self.live_turns += plan.live
         try:
             async with asyncio.TaskGroup() as group:
+                # Live turns have a model context and a worker of their own: the two contexts take turns
+                # per token (live first), so a live reply never waits for an Interact's to be finished.
                 group.create_task(
-                    self._stage("language model", "llm", None, priority, self._produce, messages, tokens, loop, turn)
+                    self._stage(
+                        "language model",
+                        self._llm_worker(plan.live),
+                        None,
+                        priority,
+                        False,
+                        self._produce,
+                        messages,
+                        tokens,
+                        loop,
+                        turn,
+                        priority,
+                    )
                 )
                 if voice is not None:
                     group.create_task(self._speak(plan, turn, pieces, voice, emit))
@@ -251,19 +266,36 @@ class TurnRunner:
             turn.generating = False
             turn.stop.set()
 
+    def _llm_worker(self, live: bool) -> str:
+        """Each model context has exactly one worker, so its lock is never contended: a token step that holds
+        a compute slot never waits for a context held by a generation that waits for that slot."""
+        return "llm-live" if live and self.engines.live_llm is not None else "llm"
+
     def _produce(
         self,
         messages: list[ChatMessage],
         out: asyncio.Queue[str | None],
         loop: asyncio.AbstractEventLoop,
         turn: Turn,
+        priority: Priority,
     ) -> None:
-        """The LLM's worker thread: stream tokens into the loop until done or told to stop (every token)."""
+        """The LLM's worker thread: stream tokens into the loop until done or told to stop (every token).
+        A local model holds a compute slot per token, so live work of other stages runs between tokens."""
         s = self.settings
-        worker = self.workers["llm"]
-        deltas = self.engines.llm.stream(messages, max_tokens=s.llm_max_tokens, temperature=s.llm_temperature)
+        live = priority == Priority.LIVE
+        worker = self.workers[self._llm_worker(live)]
+        llm = (self.engines.live_llm or self.engines.llm) if live else self.engines.llm
+        deltas = llm.stream(messages, max_tokens=s.llm_max_tokens, temperature=s.llm_temperature)
+        cores = self.workers.budget.hold if llm.capabilities.local else None
         try:
-            for delta in deltas:
+            while True:
+                if cores is not None:
+                    with cores(priority):
+                        delta = next(deltas, None)
+                else:
+                    delta = next(deltas, None)
+                if delta is None:
+                    break
                 worker.beat()
                 if turn.stop.is_set():
                     break
@@ -388,6 +420,7 @@ class TurnRunner:
                         "tts",
                         s.tts_timeout_seconds,
                         priority,
+                        engine.capabilities.local,
                         engine.synthesize,
                         piece,
                         voice=voice_id,
@@ -404,6 +437,7 @@ class TurnRunner:
                             "animation",
                             s.animation_timeout_seconds,
                             priority,
+                            False,
                             animator.track,
                             speech,
                             piece,
@@ -444,6 +478,7 @@ class TurnRunner:
                 "video",
                 s.animation_timeout_seconds,
                 priority,
+                self.engines.animator.local,
                 self.engines.animator.video,
                 plan.avatar.id,
                 speech,

@@ -1,9 +1,16 @@
-"""One worker thread per engine, each with its own bounded priority queue.
+"""One worker thread per engine, each with its own bounded priority queue, and one compute budget.
 
-Why: engines are blocking and serialize themselves (one llama context, one Whisper decoder). In a shared
-thread pool a job can wait behind threads that are themselves blocked on an engine held by a job that waits
-for this one: a deadlock. With one thread per engine a job only ever waits behind work for the same engine,
-and an engine never waits for another engine's queue. Live turns go ahead of Interact turns at each engine.
+Why workers: engines are blocking and serialize themselves (one llama context, one Whisper decoder). In a
+shared thread pool a job can wait behind threads that are themselves blocked on an engine held by a job
+that waits for this one: a deadlock. With one thread per engine a job only ever waits behind work for the
+same engine, and an engine never waits for another engine's queue.
+
+Why a budget: every heavy engine already uses all the cores (llama.cpp, Whisper and ONNX run `threads`
+threads each, and their thread pools spin while they wait for each other). Two of them at once on 2 cores
+do not share the machine, they thrash it. So a heavy job runs only while it holds a slot of the compute
+budget (one slot per `threads` cores), and live turns get a free slot before Interact turns do. A job holds
+its slot only while it computes: never while it waits for anything else (the LLM takes it per token), so
+the budget cannot take part in a deadlock.
 """
 
 from __future__ import annotations
@@ -16,7 +23,8 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from avatar_server.errors import Overloaded
@@ -30,28 +38,45 @@ class Priority(enum.IntEnum):
     BATCH = 1  # Interact: the answer comes back whole
 
 
+class ComputeBudget:
+    """A priority semaphore over the machine's cores: a live job never waits behind a queued batch job."""
+
+    def __init__(self, slots: int) -> None:
+        self._free = max(1, slots)
+        self._cond = threading.Condition()
+        self._waiting = [0, 0]  # by priority
+
+    @contextmanager
+    def hold(self, priority: Priority) -> Iterator[None]:
+        with self._cond:
+            self._waiting[priority] += 1
+            try:
+                while self._free == 0 or (priority == Priority.BATCH and self._waiting[Priority.LIVE]):
+                    self._cond.wait()
+            finally:
+                self._waiting[priority] -= 1
+            self._free -= 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._free += 1
+                self._cond.notify_all()
+
+
 class EngineWorker:
     """A daemon thread running one engine's jobs in priority order; `await run(fn, ...)` from the loop.
 
     Cancelling the awaiting task drops a job that has not started. A running job finishes (engines check
     their turn's stop flag where they can, e.g. the LLM at every token). Long jobs call `beat()` to show
-    progress to the watchdog.
+    progress to the watchdog. A `compute` job runs holding a slot of the budget; light jobs, jobs that wait
+    on the network (cloud engines) and jobs that take slots themselves (the LLM, per token) do not.
     """
 
-    def __init__(
-        self,
-        name: str,
-        *,
-        max_queue: int = 64,
-        live_busy: Callable[[], bool] | None = None,
-        max_defer: float = 1.5,
-    ) -> None:
+    def __init__(self, name: str, *, budget: ComputeBudget | None = None, max_queue: int = 64) -> None:
         self.name = name
         self.max_queue = max_queue
-        # 2 cores: while a live turn is being made, an Interact job waits (at most `max_defer`) before it
-        # starts, so the live reply does not share the cores with other people's batch work.
-        self._live_busy = live_busy
-        self._max_defer = max_defer
+        self.budget = budget
         self._queue: queue.PriorityQueue[tuple[int, int, Any]] = queue.PriorityQueue()
         self._seq = itertools.count()
         self._busy_since: float | None = None
@@ -60,11 +85,18 @@ class EngineWorker:
         self._thread = threading.Thread(target=self._loop, name=f"engine-{name}", daemon=True)
         self._thread.start()
 
-    async def run(self, fn: Callable[..., T], *args: Any, priority: Priority = Priority.BATCH, **kwargs: Any) -> T:
+    async def run(
+        self,
+        fn: Callable[..., T],
+        *args: Any,
+        priority: Priority = Priority.BATCH,
+        compute: bool = False,
+        **kwargs: Any,
+    ) -> T:
         if self._queue.qsize() >= self.max_queue:
             raise Overloaded(f"The {self.name} engine has {self.max_queue} jobs waiting.", retry_after_ms=1000)
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
-        self._queue.put((int(priority), next(self._seq), (future, fn, args, kwargs)))
+        self._queue.put((int(priority), next(self._seq), (future, fn, args, kwargs, compute)))
         return await asyncio.wrap_future(future)
 
     def beat(self) -> None:
@@ -95,24 +127,21 @@ class EngineWorker:
         self._queue.put((-1, -1, None))
 
     def _loop(self) -> None:
-        deferred: dict[int, float] = {}  # batch job → when it was first held back
         while True:
-            priority, seq, item = self._queue.get()
+            priority, _, item = self._queue.get()
             if item is None:
                 return
-            future, fn, args, kwargs = item
-            if priority == Priority.BATCH and self._live_busy is not None and not future.cancelled():
-                first = deferred.setdefault(seq, time.monotonic())
-                if time.monotonic() - first < self._max_defer and self._live_busy():
-                    self._queue.put((priority, seq, item))  # a live job that arrives meanwhile goes first
-                    time.sleep(0.01)
-                    continue
-            deferred.pop(seq, None)
+            future, fn, args, kwargs, compute = item
             if self._stopped or not future.set_running_or_notify_cancel():
                 continue
-            self._busy_since = self._last_progress = time.monotonic()
             try:
-                result = fn(*args, **kwargs)
+                if self.budget is None or not compute:
+                    self._busy_since = self._last_progress = time.monotonic()
+                    result = fn(*args, **kwargs)
+                else:
+                    with self.budget.hold(Priority(priority)):
+                        self._busy_since = self._last_progress = time.monotonic()
+                        result = fn(*args, **kwargs)
             except BaseException as exc:  # handed to the awaiting task, which decides
                 future.set_exception(exc)
             else:
@@ -122,12 +151,18 @@ class EngineWorker:
 
 
 class Workers:
-    """The workers of one server: a stage name → its own thread."""
+    """The workers of one server: a stage name → its own thread.
 
-    STAGES = ("decode", "vad", "stt", "llm", "tts", "animation", "video")
+    Heavy jobs of local engines (STT, TTS, video) hold a compute slot; the LLM holds one per token (its job
+    spans the whole reply, and pauses in it must not hold the cores); decoding, VAD and animation tracks are
+    light (milliseconds) and never wait for a slot, so endpointing and lip-sync keep pace under load.
+    """
 
-    def __init__(self, live_busy: Callable[[], bool] | None = None) -> None:
-        self._workers = {name: EngineWorker(name, live_busy=live_busy) for name in self.STAGES}
+    STAGES = ("decode", "vad", "stt", "llm", "llm-live", "tts", "animation", "video")
+
+    def __init__(self, compute_slots: int = 1) -> None:
+        self.budget = ComputeBudget(compute_slots)
+        self._workers = {name: EngineWorker(name, budget=self.budget) for name in self.STAGES}
 
     def __getitem__(self, stage: str) -> EngineWorker:
         return self._workers[stage]

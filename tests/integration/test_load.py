@@ -335,3 +335,28 @@ def test_sigterm_lets_the_turn_finish_tells_live_sessions_and_exits(tmp_path: Pa
     final = [e.error for e in live_events if e.HasField("error")]
     assert final and final[-1].code == "UNAVAILABLE" and "shutting down" in final[-1].message
     assert code == 0 and exited_after < grace + 2, (code, exited_after)
+
+
+def test_a_second_sigterm_exits_at_once(tmp_path: Path) -> None:
+    server = start_server(tmp_path / "server.log", extra_env={"AVATAR_GRACE_SECONDS": "30"})
+
+    async def scenario() -> float:
+        async with grpc.aio.insecure_channel(server.target) as channel:
+            stub = pb_grpc.AvatarServiceStub(channel)
+            turn = asyncio.create_task(interact(stub, LONG_QUESTION, deadline=60))
+            await asyncio.sleep(0.3)
+            server.proc.send_signal(signal.SIGTERM)
+            await asyncio.sleep(0.3)
+            server.proc.send_signal(signal.SIGTERM)
+            t0 = time.perf_counter()
+            turn.cancel()
+            return t0
+
+    try:
+        t0 = asyncio.run(scenario())
+        code = server.proc.wait(timeout=10)
+        assert time.perf_counter() - t0 < 2 and code != 0, (code, server.log())
+    finally:
+        if server.proc.poll() is None:
+            server.proc.kill()
+    assert "second signal: exiting now" in server.log()

@@ -76,7 +76,7 @@ def vad() -> SileroModel:
 def make_core(animator: PortraitAnimator, vad: SileroModel) -> Iterator[object]:
     cores: list[AvatarCore] = []
 
-    def make(llm: FakeLLM, tts_delay: float = 0.01, **overrides: object) -> AvatarCore:
+    def make(llm: FakeLLM, tts_delay: float = 0.01, live_llm: FakeLLM | None = None, **overrides: object) -> AvatarCore:
         settings = Settings(**overrides)  # type: ignore[arg-type]
         avatars = load_avatars(settings.avatars_dir)
         avatars["grace"] = avatars["grace"].__class__(**{**avatars["grace"].__dict__, "voice": "espeak:en-us"})
@@ -87,6 +87,7 @@ def make_core(animator: PortraitAnimator, vad: SileroModel) -> Iterator[object]:
             fallback_tts="espeak",
             animator=animator,
             vad=vad,
+            live_llm=live_llm,
         )
         core = AvatarCore(settings, engines, avatars)
         cores.append(core)
@@ -108,13 +109,15 @@ async def drain(session: ConversationSession, until: type, count: int = 1) -> li
     return seen
 
 
-async def test_a_live_turn_and_eight_interacts_all_finish(make_core, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("own_live_context", [False, True])
+async def test_a_live_turn_and_eight_interacts_all_finish(make_core, own_live_context: bool) -> None:  # type: ignore[no-untyped-def]
     """The deadlock of issue 9: a live turn's LLM pauses for its first piece while Interacts queue for the
-    LLM, in a 6-thread default executor. Every turn must finish."""
+    LLM, in a 6-thread default executor. Every turn must finish, with one model context or two."""
     loop = asyncio.get_running_loop()
     loop.set_default_executor(concurrent.futures.ThreadPoolExecutor(max_workers=6))
     llm = LockingLLM(delay=0.01)
-    core = make_core(llm, tts_delay=0.05, max_running_turns=8, max_waiting_turns=8)
+    live_llm = LockingLLM(delay=0.01) if own_live_context else None
+    core = make_core(llm, tts_delay=0.05, live_llm=live_llm, max_running_turns=8, max_waiting_turns=8)
     session = ConversationSession(core, SessionConfig(outputs=AUDIO_ONLY))
     t0 = time.perf_counter()
     await session.text("tell me a long story")
@@ -295,4 +298,32 @@ async def test_the_watchdog_reports_a_stalled_stage_and_its_recovery() -> None:
             break
     assert changes == [False, True]
     task.cancel()
+    workers.shutdown()
+
+
+async def test_heavy_jobs_take_the_compute_budget_in_priority_order() -> None:
+    """One slot: heavy jobs of different engines never compute at once, and live jobs get the slot first."""
+    workers = Workers(compute_slots=1)
+    running = {"now": 0, "max": 0}
+    order: list[str] = []
+    lock = threading.Lock()
+
+    def heavy(name: str) -> None:
+        with lock:
+            running["now"] += 1
+            running["max"] = max(running["max"], running["now"])
+        time.sleep(0.05)
+        with lock:
+            running["now"] -= 1
+            order.append(name)
+
+    first = asyncio.ensure_future(workers["stt"].run(heavy, "first", compute=True))
+    await asyncio.sleep(0.01)
+    batch = [asyncio.ensure_future(workers["video"].run(heavy, f"video{k}", compute=True)) for k in range(2)]
+    await asyncio.sleep(0.01)
+    live = asyncio.ensure_future(workers["tts"].run(heavy, "live-tts", priority=Priority.LIVE, compute=True))
+    light = asyncio.ensure_future(workers["animation"].run(heavy, "light"))  # takes no slot
+    await asyncio.gather(first, live, light, *batch)
+    assert order.index("live-tts") < order.index("video1")
+    assert running["max"] == 2  # the light job only ran beside a heavy one
     workers.shutdown()

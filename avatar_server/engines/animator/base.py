@@ -13,6 +13,7 @@ class Animator(Protocol):
 
     name: str
     video_fps: int
+    local: bool  # renders on this machine's cores (False: waits on another process or device)
 
     def track(self, speech: Speech, text: str) -> Track: ...
 

@@ -21,6 +21,7 @@ class PortraitAnimator:
     """Phoneme timings (or the audio alone) drive visemes/blendshapes and a 2D portrait warp."""
 
     name = "portrait"
+    local = True
 
     def __init__(self, avatars: dict[str, Avatar], *, video_fps: int, video_size: int) -> None:
         import cv2

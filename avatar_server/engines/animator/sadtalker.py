@@ -108,6 +108,7 @@ class SadTalkerAnimator:
     """Tracks from the embedded driver, video from SadTalker."""
 
     name = "sadtalker"
+    local = False  # a GPU subprocess: waiting on it must not hold this machine's cores
 
     def __init__(self, portrait: PortraitAnimator, runner: SadTalkerRunner, avatars: dict[str, Avatar]) -> None:
         self._portrait = portrait

@@ -13,6 +13,7 @@ from avatar_server.values import ChatMessage
 class LlmCapabilities:
     streaming: bool
     model: str
+    local: bool = True  # computes on this machine's cores (False: waits on a remote service)
 
 
 class ChatModel(Protocol):

@@ -31,7 +31,7 @@ class OpenAICompatibleChat:
         self._model = model
         self._retries = retries
         self._seed = seed
-        self.capabilities = LlmCapabilities(streaming=True, model=model)
+        self.capabilities = LlmCapabilities(streaming=True, model=model, local=False)
 
     def stream(self, messages: list[ChatMessage], *, max_tokens: int, temperature: float) -> Iterator[str]:
         body = {

@@ -19,6 +19,7 @@ class SttCapabilities:
     sample_rate: int
     languages: tuple[str, ...]
     model: str
+    local: bool = True  # computes on this machine's cores (False: waits on a remote service)
 
 
 class SpeechToText(Protocol):

@@ -42,7 +42,7 @@ class OpenAITranscriptionSTT:
         self._model = model
         self._retries = retries
         self.capabilities = SttCapabilities(
-            streaming=False, sample_rate=16000, languages=tuple(sorted(_NAMES.values())), model=model
+            streaming=False, sample_rate=16000, languages=tuple(sorted(_NAMES.values())), model=model, local=False
         )
 
     def transcribe(self, samples: npt.NDArray[np.float32], *, language: str | None) -> Transcript:

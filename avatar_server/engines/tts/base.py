@@ -22,6 +22,7 @@ class TtsCapabilities:
 
     phoneme_timings: bool
     voices: tuple[VoiceSpec, ...] = field(default_factory=tuple)
+    local: bool = True  # computes on this machine's cores (False: waits on a remote service)
 
     def speaks(self, language: str) -> bool:
         return any(language_matches(language, lang) for v in self.voices for lang in v.languages)

@@ -44,7 +44,7 @@ class ElevenLabsTTS:
         self._model = model_id
         self._retries = retries
         self.capabilities = TtsCapabilities(
-            phoneme_timings=True, voices=(VoiceSpec(id=f"elevenlabs:{voice_id}", languages=MULTILINGUAL),)
+            phoneme_timings=True, voices=(VoiceSpec(id=f"elevenlabs:{voice_id}", languages=MULTILINGUAL),), local=False
         )
 
     def synthesize(self, text: str, *, voice: str, language: str) -> Speech:
