@@ -37,8 +37,14 @@ class ConversationMemory:
     def add(self, session_id: str, exchange: Exchange) -> None:
         with self._lock:
             self._expire()
-            _, turns = self._sessions.pop(session_id, (0.0, deque(maxlen=self._max_turns)))
+            _, turns = self._sessions.pop(session_id, (0.0, deque()))
             turns.append(exchange)
+            if len(turns) > self._max_turns:
+                # The oldest half goes at once, not one exchange a turn: the history the model sees then
+                # starts the same way for several turns, so its prompt cache still holds it (dropping one
+                # exchange a turn changes the prompt's beginning every turn: all of it is evaluated again).
+                while len(turns) > max(1, self._max_turns // 2) + 1:
+                    turns.popleft()
             self._sessions[session_id] = (self._clock(), turns)
             while len(self._sessions) > self._max_sessions:
                 self._sessions.popitem(last=False)

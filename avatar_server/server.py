@@ -44,7 +44,7 @@ def load_core(settings: Settings) -> AvatarCore:
     engines = Engines(
         stt=factory.build_stt(settings),
         llm=llm,
-        live_llm=factory.build_live_llm(settings, llm),
+        live_llms=factory.build_live_llms(settings),
         tts=tts,
         fallback_tts=settings.fallback_tts_engine,
         primary_tts=settings.tts_engine,

@@ -55,8 +55,8 @@ class Settings(BaseSettings):
     threads: int = 2
     # Heavy engine jobs (STT, LLM tokens, TTS, video) that may compute at once; each uses `threads` cores.
     compute_slots: int = 1
-    # Live turns get a llama.cpp context of their own, so they never wait for an Interact's reply to finish.
-    llm_live_context: bool = True
+    # llama.cpp contexts for live turns, so a live reply never waits for another reply to finish (0: none).
+    llm_live_contexts: int = 2
 
     # Cloud backends (documented HTTP APIs) and the organisation's OpenAI-compatible LLM service.
     openai_base_url: str = "https://api.openai.com/v1"

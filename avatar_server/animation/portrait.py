@@ -9,6 +9,7 @@ import numpy as np
 import numpy.typing as npt
 
 from avatar_server.animation.track import frame_count
+from avatar_server.cooperation import yield_cores
 from avatar_server.values import Landmarks, Track
 
 Image = npt.NDArray[np.uint8]
@@ -155,5 +156,7 @@ class PortraitRenderer:
         """The frames at `fps` that cover `duration` seconds; frame k shows the track at k / fps."""
         names = track.names
         for k in range(frame_count(duration, fps)):
+            if k % 5 == 4:
+                yield_cores()  # a whole reply's video takes seconds: live work goes first
             row = track.weights[min(len(track.weights) - 1, int(k * track.fps / fps + 1e-6))]
             yield self.render(dict(zip(names, row.tolist(), strict=True)))

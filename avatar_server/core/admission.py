@@ -15,6 +15,8 @@ from contextlib import asynccontextmanager
 
 from avatar_server.errors import Overloaded, ShuttingDown
 
+_MARGIN = 1.5  # turns vary: an estimate this much above the moving average covers most of them
+
 
 class Admission:
     def __init__(
@@ -53,7 +55,9 @@ class Admission:
                     self.retry_after_ms(),
                 )
             if time_remaining is not None:
-                expected = self._typical * (1 + (len(self._waiters) + 1) / self.max_running)
+                # The wait for a place plus its own run; turns vary, so a margin keeps refusals early rather
+                # than letting a call die of its deadline after the work was done.
+                expected = _MARGIN * self._typical * (1 + (len(self._waiters) + 1) / self.max_running)
                 if expected > time_remaining:
                     raise Overloaded(
                         f"The server is busy: this turn would take about {expected:.1f} s, "

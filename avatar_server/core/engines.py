@@ -20,6 +20,6 @@ class Engines:
     animator: Animator
     vad: SileroModel | None = None  # for Converse's endpointing
     primary_tts: str = ""  # speaks when the avatar's own voice is of an engine not loaded
-    # Live turns' own model context (llama.cpp: a second context over the same mmapped weights), so a live
-    # reply never waits for an Interact's reply to be finished. None: live turns use `llm`.
-    live_llm: ChatModel | None = None
+    # Live turns' own model contexts (llama.cpp: more contexts over the same mmapped weights), so a live reply
+    # never waits for another reply to be finished. Empty: live turns use `llm`.
+    live_llms: tuple[ChatModel, ...] = ()

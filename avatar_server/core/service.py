@@ -9,6 +9,7 @@ import numpy as np
 
 from avatar_server.core import validation
 from avatar_server.core.admission import Admission
+from avatar_server.core.contexts import LiveContexts
 from avatar_server.core.engines import Engines
 from avatar_server.core.events import AnimationFramesEvent, AudioChunkEvent, Event, VideoSegmentEvent
 from avatar_server.core.playback import PlaybackGuard
@@ -40,7 +41,10 @@ class AvatarCore:
             ttl_seconds=settings.memory_ttl_seconds,
             max_sessions=settings.memory_max_sessions,
         )
-        self.workers = Workers(compute_slots=settings.compute_slots)
+        self.workers = Workers(
+            compute_slots=settings.compute_slots,
+            extra=tuple(LiveContexts.worker(k) for k in range(len(engines.live_llms))),
+        )
         self.playback = PlaybackGuard()  # live replies that must not run dry
         self.admission = Admission(
             max_running=settings.max_running_turns,
@@ -61,10 +65,9 @@ class AvatarCore:
         # The persona prompt is evaluated now and stays in llama.cpp's prefix cache: the first turn
         # starts generating in about 0.1 s instead of 1 s.
         messages = build_messages(avatar.system_prompt(avatar.language), [], "Hi")
-        for llm in {id(e.llm): e.llm, id(e.live_llm): e.live_llm}.values():
-            if llm is not None:
-                for _ in llm.stream(messages, max_tokens=2, temperature=0.0):
-                    pass
+        for llm in (e.llm, *e.live_llms):
+            for _ in llm.stream(messages, max_tokens=2, temperature=0.0):
+                pass
         e.animator.animate(avatar.id, speech, "warm-up", want_video=True)
 
     def shutdown(self) -> None:

@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from avatar_server.core import validation
+from avatar_server.core.contexts import LiveContexts
 from avatar_server.core.engines import Engines
 from avatar_server.core.events import (
     AnimationFramesEvent,
@@ -35,6 +36,7 @@ from avatar_server.core.events import (
 from avatar_server.core.playback import Playback, PlaybackGuard
 from avatar_server.core.voices import pick_voice
 from avatar_server.core.workers import Priority, Workers
+from avatar_server.engines.llm.base import ChatModel
 from avatar_server.engines.llm.reply import SentenceSplitter, build_messages, ends_sentence, shape_reply
 from avatar_server.engines.tts.base import TextToSpeech
 from avatar_server.errors import AvatarError, EngineFailure, InvalidInput, StageTimeout
@@ -118,6 +120,7 @@ class TurnRunner:
         self.memory = memory
         self.playback = playback
         self.live_turns = 0  # live turns generating right now, across sessions
+        self.live_contexts = LiveContexts(engines.live_llms)
 
     async def run(self, plan: TurnPlan, turn: Turn, emit: Callable[[Event], None]) -> None:
         """The whole turn. Errors are raised (AvatarError); the caller maps them."""
@@ -238,17 +241,27 @@ class TurnRunner:
         pieces: asyncio.Queue[str | None] = asyncio.Queue()
         self.live_turns += plan.live
         try:
-            async with asyncio.TaskGroup() as group:
-                # Live turns have a model context and a worker of their own: the two contexts take turns
-                # per token (live first), so a live reply never waits for an Interact's to be finished.
+            async with contextlib.AsyncExitStack() as stack, asyncio.TaskGroup() as group:
+                # Live turns get a model context of their own (the session's last one when it is free): the
+                # contexts take turns per token, live first, so a live reply never waits for another to end.
+                llm, worker = self.engines.llm, "llm"
+                if plan.live and self.live_contexts.models:
+                    try:
+                        taken = stack.enter_async_context(self.live_contexts.take(plan.session_id))
+                        index = await asyncio.wait_for(taken, self.settings.llm_timeout_seconds)
+                    except TimeoutError:
+                        raise StageTimeout("No language model context was free for a live reply in time.") from None
+                    llm, worker = self.live_contexts.models[index], LiveContexts.worker(index)
                 group.create_task(
                     self._stage(
                         "language model",
-                        self._llm_worker(plan.live),
+                        worker,
                         None,
                         priority,
                         False,
                         self._produce,
+                        llm,
+                        worker,
                         messages,
                         tokens,
                         loop,
@@ -266,13 +279,10 @@ class TurnRunner:
             turn.generating = False
             turn.stop.set()
 
-    def _llm_worker(self, live: bool) -> str:
-        """Each model context has exactly one worker, so its lock is never contended: a token step that holds
-        a compute slot never waits for a context held by a generation that waits for that slot."""
-        return "llm-live" if live and self.engines.live_llm is not None else "llm"
-
     def _produce(
         self,
+        llm: ChatModel,
+        worker_name: str,
         messages: list[ChatMessage],
         out: asyncio.Queue[str | None],
         loop: asyncio.AbstractEventLoop,
@@ -280,11 +290,11 @@ class TurnRunner:
         priority: Priority,
     ) -> None:
         """The LLM's worker thread: stream tokens into the loop until done or told to stop (every token).
-        A local model holds a compute slot per token, so live work of other stages runs between tokens."""
+        A local model holds a compute slot per token, so live work of other stages runs between tokens.
+        Each model context has exactly one worker, so its lock is never contended: a token step holding a
+        slot never waits for a context held by a generation that waits for that slot."""
         s = self.settings
-        live = priority == Priority.LIVE
-        worker = self.workers[self._llm_worker(live)]
-        llm = (self.engines.live_llm or self.engines.llm) if live else self.engines.llm
+        worker = self.workers[worker_name]
         deltas = llm.stream(messages, max_tokens=s.llm_max_tokens, temperature=s.llm_temperature)
         cores = self.workers.budget.hold if llm.capabilities.local else None
         try:

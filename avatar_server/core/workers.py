@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
+from avatar_server.cooperation import yielding
 from avatar_server.errors import Overloaded
 
 T = TypeVar("T")
@@ -62,6 +63,23 @@ class ComputeBudget:
             with self._cond:
                 self._free += 1
                 self._cond.notify_all()
+
+    def step_aside(self, priority: Priority) -> None:
+        """Called by a batch job holding a slot: if live work waits, give it the slot and take one back after."""
+        if priority != Priority.BATCH:
+            return
+        with self._cond:
+            if not self._waiting[Priority.LIVE]:
+                return
+            self._free += 1
+            self._cond.notify_all()
+            self._waiting[priority] += 1
+            try:
+                while self._free == 0 or self._waiting[Priority.LIVE]:
+                    self._cond.wait()
+            finally:
+                self._waiting[priority] -= 1
+            self._free -= 1
 
 
 class EngineWorker:
@@ -135,19 +153,29 @@ class EngineWorker:
             if self._stopped or not future.set_running_or_notify_cancel():
                 continue
             try:
-                if self.budget is None or not compute:
-                    self._busy_since = self._last_progress = time.monotonic()
-                    result = fn(*args, **kwargs)
-                else:
-                    with self.budget.hold(Priority(priority)):
-                        self._busy_since = self._last_progress = time.monotonic()
-                        result = fn(*args, **kwargs)
+                result = self._execute(Priority(priority), compute, fn, args, kwargs)
             except BaseException as exc:  # handed to the awaiting task, which decides
                 future.set_exception(exc)
             else:
                 future.set_result(result)
             finally:
                 self._busy_since = None
+
+    def _execute(
+        self, priority: Priority, compute: bool, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> T:
+        if self.budget is None or not compute:
+            self._busy_since = self._last_progress = time.monotonic()
+            return fn(*args, **kwargs)
+        budget = self.budget
+
+        def step_aside() -> None:  # `yield_cores()` inside the job
+            budget.step_aside(priority)
+            self.beat()
+
+        with budget.hold(priority), yielding(step_aside):
+            self._busy_since = self._last_progress = time.monotonic()
+            return fn(*args, **kwargs)
 
 
 class Workers:
@@ -158,11 +186,11 @@ class Workers:
     light (milliseconds) and never wait for a slot, so endpointing and lip-sync keep pace under load.
     """
 
-    STAGES = ("decode", "vad", "stt", "llm", "llm-live", "tts", "animation", "video")
+    STAGES = ("decode", "vad", "stt", "llm", "tts", "animation", "video")
 
-    def __init__(self, compute_slots: int = 1) -> None:
+    def __init__(self, compute_slots: int = 1, extra: tuple[str, ...] = ()) -> None:
         self.budget = ComputeBudget(compute_slots)
-        self._workers = {name: EngineWorker(name, budget=self.budget) for name in self.STAGES}
+        self._workers = {name: EngineWorker(name, budget=self.budget) for name in (*self.STAGES, *extra)}
 
     def __getitem__(self, stage: str) -> EngineWorker:
         return self._workers[stage]

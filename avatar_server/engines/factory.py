@@ -87,12 +87,12 @@ def build_llm(settings: Settings) -> ChatModel:
     raise EngineConfigError(f"unknown LLM engine {settings.llm_engine!r} (known: llama-cpp, openai-compatible)")
 
 
-def build_live_llm(settings: Settings, llm: ChatModel) -> ChatModel | None:
-    """A second llama.cpp context for live turns (the weights are mmapped once, so it costs its KV cache);
-    HTTP backends serve concurrent requests themselves and need none."""
-    if settings.llm_engine == "llama-cpp" and settings.llm_live_context:
-        return build_llm(settings)
-    return None
+def build_live_llms(settings: Settings) -> tuple[ChatModel, ...]:
+    """llama.cpp contexts for live turns (the weights are mmapped once: each costs its KV cache); HTTP
+    backends serve concurrent requests themselves and need none."""
+    if settings.llm_engine == "llama-cpp":
+        return tuple(build_llm(settings) for _ in range(settings.llm_live_contexts))
+    return ()
 
 
 def build_tts(name: str, settings: Settings | None = None) -> TextToSpeech:

@@ -76,7 +76,9 @@ def vad() -> SileroModel:
 def make_core(animator: PortraitAnimator, vad: SileroModel) -> Iterator[object]:
     cores: list[AvatarCore] = []
 
-    def make(llm: FakeLLM, tts_delay: float = 0.01, live_llm: FakeLLM | None = None, **overrides: object) -> AvatarCore:
+    def make(
+        llm: FakeLLM, tts_delay: float = 0.01, live_llms: tuple[FakeLLM, ...] = (), **overrides: object
+    ) -> AvatarCore:
         settings = Settings(**overrides)  # type: ignore[arg-type]
         avatars = load_avatars(settings.avatars_dir)
         avatars["grace"] = avatars["grace"].__class__(**{**avatars["grace"].__dict__, "voice": "espeak:en-us"})
@@ -87,7 +89,7 @@ def make_core(animator: PortraitAnimator, vad: SileroModel) -> Iterator[object]:
             fallback_tts="espeak",
             animator=animator,
             vad=vad,
-            live_llm=live_llm,
+            live_llms=live_llms,
         )
         core = AvatarCore(settings, engines, avatars)
         cores.append(core)
@@ -116,8 +118,8 @@ async def test_a_live_turn_and_eight_interacts_all_finish(make_core, own_live_co
     loop = asyncio.get_running_loop()
     loop.set_default_executor(concurrent.futures.ThreadPoolExecutor(max_workers=6))
     llm = LockingLLM(delay=0.01)
-    live_llm = LockingLLM(delay=0.01) if own_live_context else None
-    core = make_core(llm, tts_delay=0.05, live_llm=live_llm, max_running_turns=8, max_waiting_turns=8)
+    live_llms = (LockingLLM(delay=0.01), LockingLLM(delay=0.01)) if own_live_context else ()
+    core = make_core(llm, tts_delay=0.05, live_llms=live_llms, max_running_turns=8, max_waiting_turns=8)
     session = ConversationSession(core, SessionConfig(outputs=AUDIO_ONLY))
     t0 = time.perf_counter()
     await session.text("tell me a long story")
@@ -327,3 +329,40 @@ async def test_heavy_jobs_take_the_compute_budget_in_priority_order() -> None:
     assert order.index("live-tts") < order.index("video1")
     assert running["max"] == 2  # the light job only ran beside a heavy one
     workers.shutdown()
+
+
+async def test_a_long_batch_job_steps_aside_for_live_work_at_its_yield_points() -> None:
+    from avatar_server.cooperation import yield_cores
+
+    workers = Workers(compute_slots=1)
+    done: list[str] = []
+
+    def long_video() -> None:
+        for _ in range(100):  # 2 s of work in 20 ms steps, like frames
+            time.sleep(0.02)
+            yield_cores()
+        done.append("video")
+
+    video = asyncio.ensure_future(workers["video"].run(long_video, compute=True))
+    await asyncio.sleep(0.2)
+    t0 = time.perf_counter()
+    await workers["tts"].run(lambda: done.append("live"), priority=Priority.LIVE, compute=True)
+    assert time.perf_counter() - t0 < 0.2 and done == ["live"]  # not after the whole video
+    await video
+    assert done == ["live", "video"]
+    workers.shutdown()
+
+
+async def test_live_contexts_keep_a_session_on_its_own_context_and_never_share_one() -> None:
+    from avatar_server.core.contexts import LiveContexts
+
+    contexts = LiveContexts((FakeLLM(), FakeLLM()))
+    async with contexts.take("a") as a:
+        async with contexts.take("b") as b:
+            assert a != b
+            third = asyncio.create_task(contexts.take("c").__aenter__())
+            await asyncio.sleep(0.05)
+            assert not third.done()  # both are in use: it waits
+        assert await asyncio.wait_for(third, 1) == b  # "c" now holds b until the end of the test
+    async with contexts.take("a") as again:
+        assert again == a  # the session's conversation is still in that context's prompt cache

@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SERVER_LAYERS: list[tuple[str, int]] = [
     ("avatar_server.values", 0),
     ("avatar_server.errors", 0),
+    ("avatar_server.cooperation", 0),
     ("avatar_server.settings", 1),
     ("avatar_server.models", 1),
     ("avatar_server.memory", 1),

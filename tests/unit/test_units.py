@@ -66,6 +66,16 @@ def test_memory_is_bounded_and_expires() -> None:
     assert mem.history("b") == [] and len(mem) == 0
 
 
+def test_a_full_memory_drops_its_oldest_half_at_once() -> None:
+    mem = ConversationMemory(max_turns=6, ttl_seconds=10, max_sessions=2)
+    sizes = []
+    for i in range(12):
+        mem.add("a", Exchange(f"u{i}", f"a{i}"))
+        sizes.append(len(mem.history("a")))
+    assert sizes == [1, 2, 3, 4, 5, 6, 4, 5, 6, 4, 5, 6]  # the prompt's beginning changes every third turn
+    assert [e.user for e in mem.history("a")] == ["u6", "u7", "u8", "u9", "u10", "u11"]
+
+
 def test_shape_reply() -> None:
     assert shape_reply("assistant: One. Two! Three?", max_sentences=2, max_chars=100) == "One. Two!"
     assert shape_reply("word " * 50, max_sentences=2, max_chars=20) == "word word word word"

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from avatar_server.cooperation import yield_cores
 from avatar_server.engines.tts.base import TtsCapabilities, VoiceSpec
 from avatar_server.values import PhonemeTiming, Speech
 
@@ -39,7 +40,8 @@ class PiperTTS:
         phonemes: list[PhonemeTiming] | None = []
         offset = 0
         with self._lock:
-            for chunk in self._voice.synthesize(text, include_alignments=True):
+            for chunk in self._voice.synthesize(text, include_alignments=True):  # a sentence at a time
+                yield_cores()
                 pcm = chunk.audio_int16_array
                 if chunk.phoneme_alignments is None:
                     phonemes = None
