@@ -22,7 +22,7 @@ from avatar_server.media.audio import decode_audio, encode_wav
 from avatar_server.memory import ConversationMemory
 from avatar_server.personas import Avatar
 from avatar_server.settings import Settings
-from avatar_server.values import MediaFile, Track, TurnRequest, TurnResult
+from avatar_server.values import Exchange, MediaFile, Track, TurnRequest, TurnResult
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +64,14 @@ class AvatarCore:
         )
         # The persona prompt is evaluated now and stays in llama.cpp's prefix cache: the first turn
         # starts generating in about 0.1 s instead of 1 s.
-        messages = build_messages(avatar.system_prompt(avatar.language), [], "Hi")
+        # A long prompt first: the model's buffers (KV cache, logits) fill pages in as they are first written,
+        # so a server would otherwise grow for minutes as conversations lengthen; now that is paid here.
+        system = avatar.system_prompt(avatar.language)
+        long_history = [Exchange("Tell me about your work.", " ".join(["I wrote compilers for the Navy."] * 40))] * 2
         for llm in (e.llm, *e.live_llms):
-            for _ in llm.stream(messages, max_tokens=2, temperature=0.0):
-                pass
+            for messages in (build_messages(system, long_history, "Hi"), build_messages(system, [], "Hi")):
+                for _ in llm.stream(messages, max_tokens=2, temperature=0.0):
+                    pass
         e.animator.animate(avatar.id, speech, "warm-up", want_video=True)
 
     def shutdown(self) -> None:

@@ -178,7 +178,8 @@ async def test_converse_limits_each_get_a_clear_error_and_memory_stays_flat(limi
         assert code == grpc.StatusCode.OK
         assert len(errors) >= 990 and all(e.code == "RESOURCE_EXHAUSTED" for e in errors)
         assert "already waiting" in errors[0].message
-        assert 1 <= sum(e.HasField("turn_completed") for e in events) <= 3
+        completed = sum(e.HasField("turn_completed") for e in events)
+        assert completed >= 1 and completed + len(errors) == 1000  # a freed place takes the next typed turn
         assert time.perf_counter() - t0 < 60
 
         async def one_huge_message() -> AsyncIterator[pb.ConverseRequest]:
