@@ -69,7 +69,8 @@ class AvatarCore:
         system = avatar.system_prompt(avatar.language)
         long_history = [Exchange("Tell me about your work.", " ".join(["I wrote compilers for the Navy."] * 40))] * 2
         for llm in (e.llm, *e.live_llms):
-            for messages in (build_messages(system, long_history, "Hi"), build_messages(system, [], "Hi")):
+            prompts = [build_messages(system, long_history, "Hi")] if llm.capabilities.local else []
+            for messages in (*prompts, build_messages(system, [], "Hi")):
                 for _ in llm.stream(messages, max_tokens=2, temperature=0.0):
                     pass
         e.animator.animate(avatar.id, speech, "warm-up", want_video=True)
