@@ -380,8 +380,14 @@ class ConversationSession:
 
         async def run() -> None:
             if previous is not None:  # turns answer in order
-                with contextlib.suppress(asyncio.CancelledError, Exception):
+                try:
                     await asyncio.shield(previous)
+                except asyncio.CancelledError:
+                    task = asyncio.current_task()
+                    if task is not None and task.cancelling():
+                        raise  # this turn was cancelled while it waited, not only the one before it
+                except Exception:  # the turn before failed: its error event said so
+                    pass
             self._current = turn
             try:
                 await self.core.runner.run(self.plan, turn, lambda event: self._emit_turn(turn, event))

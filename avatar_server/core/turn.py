@@ -214,9 +214,10 @@ class TurnRunner:
         **kwargs: Any,
     ) -> T:
         """A blocking engine call on its engine's worker, bounded in time; engine crashes become EngineFailure."""
+        # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a cancel that lands as the job ends.
         try:
-            job = self.workers[worker].run(fn, *args, priority=priority, compute=compute, **kwargs)
-            return await asyncio.wait_for(job, limit)
+            async with asyncio.timeout(limit):
+                return await self.workers[worker].run(fn, *args, priority=priority, compute=compute, **kwargs)
         except TimeoutError:
             raise StageTimeout(f"The {stage} stage took longer than {limit:g} s.") from None
         except AvatarError:
@@ -247,8 +248,8 @@ class TurnRunner:
                 llm, worker = self.engines.llm, "llm"
                 if plan.live and self.live_contexts.models:
                     try:
-                        taken = stack.enter_async_context(self.live_contexts.take(plan.session_id))
-                        index = await asyncio.wait_for(taken, self.settings.llm_timeout_seconds)
+                        async with asyncio.timeout(self.settings.llm_timeout_seconds):
+                            index = await stack.enter_async_context(self.live_contexts.take(plan.session_id))
                     except TimeoutError:
                         raise StageTimeout("No language model context was free for a live reply in time.") from None
                     llm, worker = self.live_contexts.models[index], LiveContexts.worker(index)
@@ -365,7 +366,8 @@ class TurnRunner:
         try:
             while True:
                 try:
-                    delta = await asyncio.wait_for(tokens.get(), s.llm_timeout_seconds)
+                    async with asyncio.timeout(s.llm_timeout_seconds):  # (wait_for would swallow a cancel)
+                        delta = await tokens.get()
                 except TimeoutError:
                     raise StageTimeout(
                         f"The language model stage wrote nothing for {s.llm_timeout_seconds:g} s."

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import enum
 import itertools
 import logging
@@ -32,6 +33,10 @@ from avatar_server.errors import Overloaded
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
+
+
+class JobAbandoned(Exception):
+    """Raised inside a running job at a yield point when nobody waits for its result any more."""
 
 
 class Priority(enum.IntEnum):
@@ -114,8 +119,15 @@ class EngineWorker:
         if self._queue.qsize() >= self.max_queue:
             raise Overloaded(f"The {self.name} engine has {self.max_queue} jobs waiting.", retry_after_ms=1000)
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
-        self._queue.put((int(priority), next(self._seq), (future, fn, args, kwargs, compute)))
-        return await asyncio.wrap_future(future)
+        abandoned = threading.Event()
+        self._queue.put((int(priority), next(self._seq), (future, fn, args, kwargs, compute, abandoned)))
+        try:
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            # A job not started is dropped; a running one stops at its next `yield_cores()` (a frame, a
+            # sentence), so the engine is free for the next turn, not busy with an answer nobody waits for.
+            abandoned.set()
+            raise
 
     def beat(self) -> None:
         """The running job made progress (called from the worker thread)."""
@@ -149,11 +161,11 @@ class EngineWorker:
             priority, _, item = self._queue.get()
             if item is None:
                 return
-            future, fn, args, kwargs, compute = item
+            future, fn, args, kwargs, compute, abandoned = item
             if self._stopped or not future.set_running_or_notify_cancel():
                 continue
             try:
-                result = self._execute(Priority(priority), compute, fn, args, kwargs)
+                result = self._execute(Priority(priority), compute, abandoned, fn, args, kwargs)
             except BaseException as exc:  # handed to the awaiting task, which decides
                 future.set_exception(exc)
             else:
@@ -162,18 +174,24 @@ class EngineWorker:
                 self._busy_since = None
 
     def _execute(
-        self, priority: Priority, compute: bool, fn: Callable[..., T], args: tuple[Any, ...], kwargs: dict[str, Any]
+        self,
+        priority: Priority,
+        compute: bool,
+        abandoned: threading.Event,
+        fn: Callable[..., T],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
     ) -> T:
-        if self.budget is None or not compute:
-            self._busy_since = self._last_progress = time.monotonic()
-            return fn(*args, **kwargs)
-        budget = self.budget
+        budget = self.budget if compute else None
 
-        def step_aside() -> None:  # `yield_cores()` inside the job
-            budget.step_aside(priority)
+        def checkpoint() -> None:  # `yield_cores()` inside the job
+            if abandoned.is_set():
+                raise JobAbandoned(f"the {self.name} job was cancelled")
+            if budget is not None:
+                budget.step_aside(priority)
             self.beat()
 
-        with budget.hold(priority), yielding(step_aside):
+        with budget.hold(priority) if budget is not None else contextlib.nullcontext(), yielding(checkpoint):
             self._busy_since = self._last_progress = time.monotonic()
             return fn(*args, **kwargs)
 

@@ -130,7 +130,8 @@ class AvatarService(pb_grpc.AvatarServiceServicer):  # type: ignore[misc]
         core = await self._ready(context)
         s = core.settings
         try:
-            first = await asyncio.wait_for(anext(aiter(request_iterator)), s.converse_config_timeout_seconds)
+            async with asyncio.timeout(s.converse_config_timeout_seconds):
+                first = await anext(aiter(request_iterator))
         except StopAsyncIteration:
             return
         except TimeoutError:
@@ -169,10 +170,8 @@ class AvatarService(pb_grpc.AvatarServiceServicer):  # type: ignore[misc]
         try:
             async for event in session.stream():
                 try:
-                    await asyncio.wait_for(
-                        context.write(convert.converse_event(event, session.session_id)),
-                        s.converse_write_timeout_seconds,
-                    )
+                    async with asyncio.timeout(s.converse_write_timeout_seconds):
+                        await context.write(convert.converse_event(event, session.session_id))
                 except TimeoutError:
                     log.warning(
                         "session %s: the client read nothing for %g s; closing it",

@@ -366,3 +366,42 @@ async def test_live_contexts_keep_a_session_on_its_own_context_and_never_share_o
         assert await asyncio.wait_for(third, 1) == b  # "c" now holds b until the end of the test
     async with contexts.take("a") as again:
         assert again == a  # the session's conversation is still in that context's prompt cache
+
+
+async def test_a_cancelled_running_job_stops_at_its_next_yield_point() -> None:
+    from avatar_server.cooperation import yield_cores
+
+    workers = Workers(compute_slots=1)
+    steps = {"n": 0}
+
+    def long_video() -> None:
+        for _ in range(200):  # 4 s of work in 20 ms steps
+            time.sleep(0.02)
+            steps["n"] += 1
+            yield_cores()
+
+    video = asyncio.ensure_future(workers["video"].run(long_video, compute=True))
+    await asyncio.sleep(0.3)
+    video.cancel()
+    t0 = time.perf_counter()
+    await workers["video"].run(lambda: None, compute=True)  # the same engine, free again at once
+    assert time.perf_counter() - t0 < 0.3 and steps["n"] < 50
+    workers.shutdown()
+
+
+async def test_a_cancel_always_lands_wherever_the_turn_is(make_core) -> None:  # type: ignore[no-untyped-def]
+    """Cancels at many points of a streaming turn: each must end it (none swallowed by a wait that ends at
+    the same moment, as asyncio.wait_for does in Python 3.11), and none may leave memory behind."""
+    llm = LockingLLM(reply=" ".join(["word"] * 300) + ".", delay=0.001)
+    core = make_core(llm, tts_delay=0.001, reply_max_chars=10_000, reply_max_sentences=5)
+    for k in range(40):
+        task = asyncio.create_task(core.interact(TurnRequest(text="go", session_id=f"s{k}", outputs=AUDIO_ONLY)))
+        await asyncio.sleep(0.002 * (k % 20))
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        else:
+            raise AssertionError(f"cancel {k} was swallowed: the turn ran to its end")
+        assert core.memory.history(f"s{k}") == []
