@@ -215,8 +215,7 @@ class ConversationSession:
         turn.stop.set()
         if turn.task is not None:
             turn.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await turn.task
+            await _ended(turn.task)
         # The interrupted turn's last event: what was said of it. Nothing of this turn follows.
         self._put(TurnCompleted(turn.id, turn.user_text, " ".join(turn.spoken), turn.timings, interrupted=True))
         log.info("turn %s interrupted after %d piece(s)", turn.id, len(turn.spoken))
@@ -380,14 +379,7 @@ class ConversationSession:
 
         async def run() -> None:
             if previous is not None:  # turns answer in order
-                try:
-                    await asyncio.shield(previous)
-                except asyncio.CancelledError:
-                    task = asyncio.current_task()
-                    if task is not None and task.cancelling():
-                        raise  # this turn was cancelled while it waited, not only the one before it
-                except Exception:  # the turn before failed: its error event said so
-                    pass
+                await _ended(asyncio.shield(previous))
             self._current = turn
             try:
                 await self.core.runner.run(self.plan, turn, lambda event: self._emit_turn(turn, event))
@@ -404,3 +396,16 @@ class ConversationSession:
         self._turns.add(turn.task)
         turn.task.add_done_callback(self._turns.discard)
         self._current = self._current or turn
+
+
+async def _ended(awaitable: asyncio.Future[None]) -> None:
+    """Wait for a task (often a cancelled one) to end, whatever its outcome: its own events said how it ended.
+    Only a cancel of the waiting task itself goes on up: it must not be mistaken for the other's."""
+    try:
+        await awaitable
+    except asyncio.CancelledError:
+        me = asyncio.current_task()
+        if me is not None and me.cancelling():
+            raise
+    except Exception:  # that turn's error event reported it
+        pass
