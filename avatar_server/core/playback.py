@@ -30,7 +30,7 @@ class Playback:
 
 
 class PlaybackGuard:
-    def __init__(self, margin: float = 2.5, generating_margin: float = 6.0, max_wait: float = 1.0) -> None:
+    def __init__(self, margin: float = 2.5, generating_margin: float = 6.0, max_wait: float = 0.5) -> None:
         self.margin = margin
         # While a reply is still being generated its next sentences need the LLM and the TTS, so it is
         # protected over a longer horizon than one that only has audio left to play.
@@ -51,10 +51,11 @@ class PlaybackGuard:
             for p in self._active
         )
 
-    async def yield_to_playback(self) -> float:
-        """Wait while another reply is running dry (at most `max_wait`); returns the time waited."""
+    async def yield_to_playback(self, limit: float | None = None) -> float:
+        """Wait while another reply is running dry (at most `limit`, default `max_wait`); returns the time waited."""
         start = time.perf_counter()
+        limit = self.max_wait if limit is None else limit
         # Urgency is a function of the clock as much as of events, so it is polled every 20 ms.
-        while self.urgent() and time.perf_counter() - start < self.max_wait:  # noqa: ASYNC110
+        while self.urgent() and time.perf_counter() - start < limit:  # noqa: ASYNC110
             await asyncio.sleep(0.02)
         return time.perf_counter() - start

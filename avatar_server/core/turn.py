@@ -97,6 +97,7 @@ class Turn:
     generating: bool = False  # the LLM is still writing this turn's reply
     playback: Playback | None = None  # the reply's audio at the listener, once some of it went out
     completed: bool = False
+    playback_wait: float = 0.0  # seconds this turn stepped aside for other live replies
     # Converse: a turn started at the first pause is held back until the silence confirms it.
     confirmed: bool = True
     held: list[Event] = field(default_factory=list)
@@ -147,7 +148,7 @@ class TurnRunner:
                 timings.stt = time.perf_counter() - t0
             if turn.samples is not None:
                 if plan.live:
-                    await self.playback.yield_to_playback()
+                    await self._step_aside_for_playback(turn)
                 t0 = time.perf_counter()
                 transcript = await self._stage(
                     "speech-to-text",
@@ -180,7 +181,7 @@ class TurnRunner:
             emit(TurnCompleted(turn.id, turn.user_text, " ".join(turn.spoken), timings))
             log.info(
                 "turn %s session=%s %s lang=%s stt=%.3fs llm_first=%.3fs llm=%.3fs tts_first=%.3fs tts=%.3fs "
-                "animation=%.3fs total=%.3fs",
+                "animation=%.3fs stepped_aside=%.3fs total=%.3fs",
                 turn.id,
                 plan.session_id,
                 "live" if plan.live else "interact",
@@ -191,6 +192,7 @@ class TurnRunner:
                 timings.tts_first_byte,
                 timings.tts,
                 timings.animation,
+                turn.playback_wait,
                 timings.total,
             )
         finally:
@@ -201,6 +203,10 @@ class TurnRunner:
                 self.memory.add(plan.session_id, Exchange(turn.user_text, " ".join(turn.spoken)))
 
     # -- stages -----------------------------------------------------------------------------------
+
+    async def _step_aside_for_playback(self, turn: Turn) -> None:
+        """Let another live reply that runs dry go first: at most `max_wait` over the whole turn."""
+        turn.playback_wait += await self.playback.yield_to_playback(self.playback.max_wait - turn.playback_wait)
 
     async def _stage(
         self,
@@ -235,7 +241,7 @@ class TurnRunner:
         emit: Callable[[Event], None],
     ) -> None:
         if plan.live:
-            await self.playback.yield_to_playback()
+            await self._step_aside_for_playback(turn)
         priority = Priority.LIVE if plan.live else Priority.BATCH
         loop = asyncio.get_running_loop()
         tokens: asyncio.Queue[str | None] = asyncio.Queue()  # bounded by llm_max_tokens
