@@ -30,8 +30,6 @@ class Admission:
         self.draining = False
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._typical = typical_turn_seconds  # a moving average of served turns' durations
-        self._idle = asyncio.Event()
-        self._idle.set()
 
     @property
     def waiting(self) -> int:
@@ -76,7 +74,6 @@ class Admission:
                 raise
         else:
             self.running += 1
-            self._idle.clear()
         started = time.monotonic()
         try:
             yield
@@ -93,8 +90,6 @@ class Admission:
                 waiter.set_result(None)  # hand this place to the next in line
                 return
         self.running -= 1
-        if self.running == 0:
-            self._idle.set()
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[None]:
@@ -111,7 +106,3 @@ class Admission:
             yield
         finally:
             self.sessions -= 1
-
-    async def wait_idle(self) -> None:
-        """Until no Interact turn is running."""
-        await self._idle.wait()

@@ -13,7 +13,8 @@ from avatar_server.core.contexts import LiveContexts
 from avatar_server.core.engines import Engines
 from avatar_server.core.events import AnimationFramesEvent, AudioChunkEvent, Event, VideoSegmentEvent
 from avatar_server.core.playback import PlaybackGuard
-from avatar_server.core.turn import Turn, TurnPlan, TurnRunner
+from avatar_server.core.turn import TurnRunner
+from avatar_server.core.turn_state import Turn, TurnPlan
 from avatar_server.core.voices import pick_voice
 from avatar_server.core.workers import Workers
 from avatar_server.engines.llm.reply import build_messages

@@ -31,7 +31,7 @@ from avatar_server.core.events import (
     TurnCompleted,
 )
 from avatar_server.core.service import AvatarCore
-from avatar_server.core.turn import Turn, TurnPlan
+from avatar_server.core.turn_state import Turn, TurnPlan
 from avatar_server.core.workers import Priority
 from avatar_server.engines.vad import WINDOW, Endpointer, VadEvent
 from avatar_server.errors import AvatarError, ErrorCode, TooLarge

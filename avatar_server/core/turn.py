@@ -12,39 +12,33 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
-
-import numpy as np
-import numpy.typing as npt
+from typing import TypeVar
 
 from avatar_server.core import validation
 from avatar_server.core.contexts import LiveContexts
 from avatar_server.core.engines import Engines
 from avatar_server.core.events import (
-    AnimationFramesEvent,
-    AudioChunkEvent,
     Event,
     ReplyDelta,
     TranscriptEvent,
     TurnCompleted,
-    VideoSegmentEvent,
 )
-from avatar_server.core.playback import Playback, PlaybackGuard
+from avatar_server.core.playback import PlaybackGuard
+from avatar_server.core.speaking import Speaker
+from avatar_server.core.stages import Stages
+from avatar_server.core.turn_state import Turn, TurnPlan
 from avatar_server.core.voices import pick_voice
 from avatar_server.core.workers import Priority, Workers
 from avatar_server.engines.llm.base import ChatModel
 from avatar_server.engines.llm.reply import SentenceSplitter, build_messages, ends_sentence, shape_reply
 from avatar_server.engines.tts.base import TextToSpeech
-from avatar_server.errors import AvatarError, EngineFailure, InvalidInput, StageTimeout
-from avatar_server.media.audio import decode_audio, to_pcm16
+from avatar_server.errors import AvatarError, InvalidInput, StageTimeout
+from avatar_server.media.audio import decode_audio
 from avatar_server.memory import ConversationMemory
-from avatar_server.personas import Avatar
 from avatar_server.settings import Settings
-from avatar_server.values import AudioData, ChatMessage, Exchange, Outputs, Speech, Timings, Track
+from avatar_server.values import ChatMessage, Exchange
 
 log = logging.getLogger("avatar_server.turn")
 T = TypeVar("T")
@@ -58,50 +52,6 @@ _CHAR_SLACK = 40
 _HURRY_BELOW = 1.5
 # The LLM pauses while a live turn's first piece is synthesized (2 cores), at most this long.
 _FIRST_PIECE_PAUSE = 1.5
-
-
-@dataclass(frozen=True)
-class TurnPlan:
-    """What a turn is asked for, validated."""
-
-    avatar: Avatar
-    session_id: str
-    language: str  # as asked; "" = detect
-    voice: str  # as asked; "" = the avatar's
-    outputs: Outputs
-    # Live (Converse): short pieces while the listener has little audio, ahead of Interact at every
-    # engine. Not live (Interact): the whole reply as one piece (one synthesis, one mp4).
-    live: bool
-
-
-def _go() -> threading.Event:
-    event = threading.Event()
-    event.set()
-    return event
-
-
-@dataclass(eq=False)
-class Turn:
-    """The state of one turn, owned by it."""
-
-    id: str
-    speech_end_wall: float = field(default_factory=time.perf_counter)
-    user_text: str = ""
-    audio: AudioData | None = None  # encoded audio to decode (Interact)
-    samples: npt.NDArray[np.float32] | None = None  # 16 kHz audio of the utterance (Converse)
-    language: str = ""
-    stop: threading.Event = field(default_factory=threading.Event)
-    llm_go: threading.Event = field(default_factory=_go)  # cleared while the first piece is synthesized
-    spoken: list[str] = field(default_factory=list)
-    timings: Timings = field(default_factory=Timings)
-    generating: bool = False  # the LLM is still writing this turn's reply
-    playback: Playback | None = None  # the reply's audio at the listener, once some of it went out
-    completed: bool = False
-    playback_wait: float = 0.0  # seconds this turn stepped aside for other live replies
-    # Converse: a turn started at the first pause is held back until the silence confirms it.
-    confirmed: bool = True
-    held: list[Event] = field(default_factory=list)
-    task: asyncio.Task[None] | None = None
 
 
 class TurnRunner:
@@ -121,6 +71,8 @@ class TurnRunner:
         self.memory = memory
         self.playback = playback
         self.live_turns = 0  # live turns generating right now, across sessions
+        self._stage = Stages(workers)
+        self._speaker = Speaker(settings, engines, self._stage, playback)
         self.live_contexts = LiveContexts(engines.live_llms)
 
     async def run(self, plan: TurnPlan, turn: Turn, emit: Callable[[Event], None]) -> None:
@@ -208,30 +160,6 @@ class TurnRunner:
         """Let another live reply that runs dry go first: at most `max_wait` over the whole turn."""
         turn.playback_wait += await self.playback.yield_to_playback(self.playback.max_wait - turn.playback_wait)
 
-    async def _stage(
-        self,
-        stage: str,
-        worker: str,
-        limit: float | None,
-        priority: Priority,
-        compute: bool,
-        fn: Callable[..., T],
-        *args: Any,
-        **kwargs: Any,
-    ) -> T:
-        """A blocking engine call on its engine's worker, bounded in time; engine crashes become EngineFailure."""
-        # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a cancel that lands as the job ends.
-        try:
-            async with asyncio.timeout(limit):
-                return await self.workers[worker].run(fn, *args, priority=priority, compute=compute, **kwargs)
-        except TimeoutError:
-            raise StageTimeout(f"The {stage} stage took longer than {limit:g} s.") from None
-        except AvatarError:
-            raise
-        except Exception as exc:
-            log.exception("%s failed", stage)
-            raise EngineFailure(f"The {stage} engine failed: {exc}") from exc
-
     async def _reply(
         self,
         plan: TurnPlan,
@@ -277,7 +205,7 @@ class TurnRunner:
                     )
                 )
                 if voice is not None:
-                    group.create_task(self._speak(plan, turn, pieces, voice, emit))
+                    group.create_task(self._speaker.speak(plan, turn, pieces, voice, emit))
                 await self._shape(plan, turn, tokens, pieces if voice is not None else None, emit)
         except BaseExceptionGroup as group_error:
             raise _first_error(group_error) from None
@@ -408,102 +336,6 @@ class TurnRunner:
             turn.generating = False
             if pieces is not None:
                 pieces.put_nowait(None)
-
-    async def _speak(
-        self,
-        plan: TurnPlan,
-        turn: Turn,
-        pieces: asyncio.Queue[str | None],
-        voice: tuple[TextToSpeech, str],
-        emit: Callable[[Event], None],
-    ) -> None:
-        """Pieces → speech → animation frames, then the audio they belong to; video segments beside them."""
-        s = self.settings
-        outputs = plan.outputs
-        timings = turn.timings
-        engine, voice_id = voice
-        priority = Priority.LIVE if plan.live else Priority.BATCH
-        animator = self.engines.animator
-        segments: asyncio.Queue[tuple[Speech, Track, float] | None] = asyncio.Queue()
-        clock = 0.0
-        playback: Playback | None = None
-        async with asyncio.TaskGroup() as group:
-            if outputs.video:  # video renders beside the audio path, never in front of it
-                group.create_task(self._render_segments(turn, plan, segments, emit))
-            try:
-                while (piece := await pieces.get()) is not None:
-                    t0 = time.perf_counter()
-                    speech = await self._stage(
-                        "text-to-speech",
-                        "tts",
-                        s.tts_timeout_seconds,
-                        priority,
-                        engine.capabilities.local,
-                        engine.synthesize,
-                        piece,
-                        voice=voice_id,
-                        language=turn.language,
-                    )
-                    timings.tts += time.perf_counter() - t0
-                    turn.llm_go.set()
-                    if not timings.tts_first_byte:
-                        timings.tts_first_byte = time.perf_counter() - t0
-                    if outputs.animation or outputs.video:
-                        t0 = time.perf_counter()
-                        track = await self._stage(
-                            "animation",
-                            "animation",
-                            s.animation_timeout_seconds,
-                            priority,
-                            False,
-                            animator.track,
-                            speech,
-                            piece,
-                        )
-                        timings.animation += time.perf_counter() - t0
-                        if outputs.animation:  # the frames go out no later than the audio they belong to
-                            emit(AnimationFramesEvent(turn.id, track, clock))
-                        if outputs.video:
-                            segments.put_nowait((speech, track, clock))
-                    if outputs.audio:
-                        emit(AudioChunkEvent(turn.id, to_pcm16(speech.samples), speech.sample_rate, clock))
-                    turn.spoken.append(piece)
-                    clock += speech.duration
-                    if plan.live and playback is None and turn.confirmed:
-                        playback = turn.playback = Playback(source=turn)
-                        self.playback.add(playback)
-                    if playback is not None:
-                        playback.sent_seconds = clock
-            finally:
-                segments.put_nowait(None)
-                if playback is not None:
-                    self.playback.discard(playback)
-
-    async def _render_segments(
-        self,
-        turn: Turn,
-        plan: TurnPlan,
-        segments: asyncio.Queue[tuple[Speech, Track, float] | None],
-        emit: Callable[[Event], None],
-    ) -> None:
-        s = self.settings
-        priority = Priority.LIVE if plan.live else Priority.BATCH
-        while (item := await segments.get()) is not None:
-            speech, track, clock = item
-            t0 = time.perf_counter()
-            mp4, seconds = await self._stage(
-                "video",
-                "video",
-                s.animation_timeout_seconds,
-                priority,
-                self.engines.animator.local,
-                self.engines.animator.video,
-                plan.avatar.id,
-                speech,
-                track,
-            )
-            turn.timings.animation += time.perf_counter() - t0
-            emit(VideoSegmentEvent(turn.id, mp4, seconds, clock))
 
 
 def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
