@@ -74,7 +74,7 @@ class AvatarCore:
             for messages in (*prompts, build_messages(system, [], "Hi")):
                 for _ in llm.stream(messages, max_tokens=2, temperature=0.0):
                     pass
-        e.animator.animate(avatar.id, speech, "warm-up", want_video=True)
+        e.animator.video(avatar.id, speech, e.animator.track(speech, "warm-up"))
 
     def shutdown(self) -> None:
         self.workers.shutdown()

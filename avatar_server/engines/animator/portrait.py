@@ -9,7 +9,6 @@ import numpy as np
 from avatar_server.animation.landmarks import detect
 from avatar_server.animation.portrait import PortraitRenderer
 from avatar_server.animation.track import frame_count, track_from_audio, track_from_phonemes
-from avatar_server.engines.animator.base import Animation
 from avatar_server.media.video import encode_mp4
 from avatar_server.personas import Avatar
 from avatar_server.values import Speech, Track
@@ -49,10 +48,3 @@ class PortraitAnimator:
         frames = self._renderers[avatar_id].frames(track, self.video_fps, speech.duration)
         mp4 = encode_mp4(frames, self.video_fps, speech.samples.astype(np.float32), speech.sample_rate)
         return mp4, frame_count(speech.duration, self.video_fps) / self.video_fps
-
-    def animate(self, avatar_id: str, speech: Speech, text: str, *, want_video: bool) -> Animation:
-        track = self.track(speech, text)
-        if not want_video:
-            return Animation(track=track, video_mp4=None)
-        mp4, seconds = self.video(avatar_id, speech, track)
-        return Animation(track=track, video_mp4=mp4, video_seconds=seconds)

@@ -16,7 +16,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from avatar_server.engines.animator.base import Animation
 from avatar_server.engines.animator.portrait import PortraitAnimator
 from avatar_server.errors import EngineFailure
 from avatar_server.media.audio import encode_wav
@@ -122,13 +121,6 @@ class SadTalkerAnimator:
     def video(self, avatar_id: str, speech: Speech, track: Track) -> tuple[bytes, float]:
         mp4 = self._runner.render(self._images[avatar_id], speech)
         return mp4, _duration(mp4)
-
-    def animate(self, avatar_id: str, speech: Speech, text: str, *, want_video: bool) -> Animation:
-        track = self.track(speech, text)
-        if not want_video:
-            return Animation(track=track, video_mp4=None)
-        mp4, seconds = self.video(avatar_id, speech, track)
-        return Animation(track=track, video_mp4=mp4, video_seconds=seconds)
 
 
 def _duration(mp4: bytes) -> float:
