@@ -59,6 +59,13 @@ class PortraitRenderer:
     def size(self) -> int:
         return self._g.size
 
+    @property
+    def mouth_box(self) -> tuple[int, int, int, int]:
+        """(x0, y0, x1, y1) in output pixels: the region where the mouth opens, for measurements."""
+        mx, my = self._g.mouth
+        w = self._g.mouth_width
+        return (int(mx - 0.6 * w), int(my - 0.3 * w), int(mx + 0.6 * w), int(my + 0.6 * w))
+
     def _prepare_mouth_region(self) -> None:
         g = self._g
         mx, my = g.mouth
