@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Portrait:
     path: Path
-    landmarks: Landmarks | None
+    landmarks: Landmarks
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,10 @@ def load_avatar(path: Path) -> Avatar:
         else:
             image = (path.parent / portrait_cfg["path"]).resolve()
         marks = portrait_cfg.get("landmarks")
+        if not marks:
+            raise AvatarConfigError(
+                f"{path}: the portrait has no face landmarks; compute them with `make landmarks AVATAR={path}`"
+            )
         return Avatar(
             id=str(raw["id"]),
             name=str(raw["name"]),
@@ -64,7 +68,7 @@ def load_avatar(path: Path) -> Avatar:
             voice=str(raw.get("voice", "")),
             style=str(raw.get("style", "")),
             facts=tuple(str(f) for f in raw.get("facts", [])),
-            portrait=Portrait(path=image, landmarks=Landmarks.from_dict(marks) if marks else None),
+            portrait=Portrait(path=image, landmarks=Landmarks.from_dict(marks)),
         )
     except (KeyError, TypeError) as exc:
         raise AvatarConfigError(f"{path}: missing or malformed field {exc}") from exc

@@ -6,7 +6,7 @@ portrait landmarks, animation tracks, and the transport-neutral types of a turn.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -101,37 +101,17 @@ class Track:
 
 @dataclass(frozen=True)
 class Landmarks:
-    """Pixel positions in the source portrait."""
+    """A portrait's face landmarks in its pixels: the 478 points of `model` (MediaPipe's face mesh)."""
 
-    face: tuple[int, int, int, int]  # x, y, width, height
-    left_eye: tuple[int, int]  # the eye on the image's left
-    right_eye: tuple[int, int]
-    eye_width: int
-    mouth: tuple[int, int]  # centre of the closed lips
-    mouth_width: int
-
-    def as_dict(self) -> dict[str, object]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+    model: str
+    points: tuple[tuple[float, float], ...]
 
     @classmethod
     def from_dict(cls, d: dict[str, object]) -> Landmarks:
-        def ints(v: object) -> list[int]:
-            assert isinstance(v, list | tuple)
-            return [int(x) for x in v]
-
-        def pair(v: object) -> tuple[int, int]:
-            a, b = ints(v)
-            return a, b
-
-        fx, fy, fw, fh = ints(d["face"])
-        return cls(
-            face=(fx, fy, fw, fh),
-            left_eye=pair(d["left_eye"]),
-            right_eye=pair(d["right_eye"]),
-            eye_width=int(str(d["eye_width"])),
-            mouth=pair(d["mouth"]),
-            mouth_width=int(str(d["mouth_width"])),
-        )
+        raw = d["points"]
+        if not isinstance(raw, list):
+            raise TypeError("landmarks.points must be a list of [x, y] pairs")
+        return cls(model=str(d["model"]), points=tuple((float(x), float(y)) for x, y in raw))
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,6 @@ import cv2
 import numpy as np
 import pytest
 
-from avatar_server.animation.landmarks import detect
-from avatar_server.animation.portrait import PortraitRenderer
 from avatar_server.animation.track import frame_count, track_from_audio, track_from_phonemes
 from avatar_server.animation.visemes import phoneme_visemes
 from avatar_server.models import package_dir
@@ -49,7 +47,7 @@ def test_track_follows_phonemes_with_coarticulation_and_closures() -> None:
     assert track.weights.min() >= 0 and track.weights.max() <= 1
     aa, pp, sil = track.column("viseme_aa"), track.column("viseme_PP"), track.column("viseme_sil")
     assert aa[15] > 0.9 and sil[2] > 0.9 and sil[-1] > 0.5
-    assert pp[7] >= 0.85  # the lips close fully for /m/
+    assert pp[6] >= 0.85  # the lips close fully for /m/, a little before it sounds (track.ANTICIPATION)
     assert 0.05 < aa[9] < 0.95  # vowel onset is blended, not a step
     jaw = track.column("jawOpen")
     assert jaw[15] > 0.5 and jaw[2] < 0.05
@@ -71,22 +69,3 @@ def test_frame_count_covers_the_audio() -> None:
 def test_blinks_happen() -> None:
     track = track_from_phonemes([], 10.0, 30, seed=3)
     assert track.column("eyeBlinkLeft").max() == 1.0
-
-
-def test_landmarks_and_renderer_on_the_bundled_portrait() -> None:
-    image = cv2.imread(str(package_dir("matplotlib") / "mpl-data/sample_data/grace_hopper.jpg"))
-    marks = detect(image)
-    fx, fy, fw, fh = marks.face
-    assert fx < marks.mouth[0] < fx + fw and fy + fh / 2 < marks.mouth[1] < fy + fh
-    assert marks.left_eye[0] < marks.right_eye[0]
-    renderer = PortraitRenderer(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), marks, 256)
-    closed = renderer.render({})
-    opened = renderer.render({"jawOpen": 0.8})
-    blink = renderer.render({"eyeBlinkLeft": 1.0, "eyeBlinkRight": 1.0})
-    assert closed.shape == (256, 256, 3)
-    diff = np.abs(opened.astype(int) - closed.astype(int)).sum(axis=2)
-    ys, _xs = np.nonzero(diff > 30)
-    assert len(ys) > 100 and ys.mean() > 256 * 0.55  # the change is in the lower face
-    eye_diff = np.abs(blink.astype(int) - closed.astype(int)).sum(axis=2)
-    ys, _ = np.nonzero(eye_diff > 30)
-    assert len(ys) > 20 and ys.mean() < 256 * 0.55  # blinking changes the upper face

@@ -6,7 +6,6 @@ import hashlib
 
 import numpy as np
 
-from avatar_server.animation.landmarks import detect
 from avatar_server.animation.portrait import PortraitRenderer
 from avatar_server.animation.track import frame_count, track_from_audio, track_from_phonemes
 from avatar_server.media.video import encode_mp4
@@ -32,9 +31,8 @@ class PortraitAnimator:
             if bgr is None:
                 raise FileNotFoundError(f"avatar {avatar.id}: cannot read portrait {avatar.portrait.path}")
             image = np.asarray(bgr, dtype=np.uint8)
-            marks = avatar.portrait.landmarks or detect(image)
             rgb = np.asarray(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), dtype=np.uint8)
-            self._renderers[avatar.id] = PortraitRenderer(rgb, marks, video_size)
+            self._renderers[avatar.id] = PortraitRenderer(rgb, avatar.portrait.landmarks, video_size)
 
     def track(self, speech: Speech, text: str) -> Track:
         """The blendshape/viseme track of one piece of speech (blinks seeded by its text)."""
