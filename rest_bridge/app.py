@@ -21,7 +21,7 @@ from rest_bridge import errors
 from rest_bridge.backend import Backend
 from rest_bridge.limits import BodySizeLimit
 from rest_bridge.media_store import MediaStore
-from rest_bridge.routes import converse, health, interact, media
+from rest_bridge.routes import avatars, converse, health, interact, media
 from rest_bridge.settings import BridgeSettings, get_settings
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,7 @@ def create_app(settings: BridgeSettings | None = None) -> FastAPI:
     app.include_router(interact.router)
     app.include_router(media.router)
     app.include_router(health.router)
+    app.include_router(avatars.router)
     app.include_router(converse.router)
     if (settings.widget_dir / "index.html").is_file():
         app.mount("/", StaticFiles(directory=settings.widget_dir, html=True), name="widget")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 from avatar.v1 import avatar_pb2_grpc as pb_grpc
@@ -21,3 +22,4 @@ class Backend:
     avatar: pb_grpc.AvatarServiceStub
     health: health_pb2_grpc.HealthStub
     media: MediaStore
+    faces: dict[str, Any] = field(default_factory=dict)  # avatar id -> its face, fetched once

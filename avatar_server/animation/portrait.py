@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -17,13 +21,63 @@ _SUB = 4  # fixed-point bits when rasterizing triangles
 _MOVED = 0.02  # px: a triangle whose corners moved less than this keeps the portrait's pixels
 
 
+@dataclass(frozen=True)
+class FaceAssets:
+    """What a client needs to draw the face itself: the portrait crop, the mouth image, the face model."""
+
+    portrait_png: bytes
+    mouth_png: bytes
+    face_model_json: str
+
+
+@functools.lru_cache(maxsize=32)
+def _mesh(landmarks: Landmarks, width: int, height: int) -> FaceMesh:
+    return build(landmarks.points, width, height)
+
+
+@functools.lru_cache(maxsize=32)
+def read_portrait(path: Path) -> Image:
+    """An avatar's portrait as RGB, read once per process."""
+    import cv2
+
+    bgr = cv2.imread(str(path))
+    if bgr is None:
+        raise FileNotFoundError(f"cannot read the portrait {path}")
+    return np.asarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), dtype=np.uint8)
+
+
+@functools.lru_cache(maxsize=32)
+def renderer_for(path: Path, landmarks: Landmarks, size: int) -> PortraitRenderer:
+    """One renderer per portrait and size, shared by everything in the process."""
+    return PortraitRenderer(read_portrait(path), landmarks, size)
+
+
+@functools.lru_cache(maxsize=32)
+def face_assets(path: Path, landmarks: Landmarks, size: int = 512) -> FaceAssets:
+    """The portrait crop (PNG, `size` square), the mouth texture (PNG) and the face model (JSON)."""
+    import cv2
+
+    renderer = renderer_for(path, landmarks, size)
+
+    def png(rgb: Image) -> bytes:
+        ok, data = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        assert ok
+        return bytes(data)
+
+    return FaceAssets(
+        portrait_png=png(renderer.base),
+        mouth_png=png(mouth_texture()),
+        face_model_json=json.dumps(renderer.mesh.as_dict(), separators=(",", ":")),
+    )
+
+
 class PortraitRenderer:
     """Renders RGB frames of one portrait. Construct once per avatar; `render()` costs a few ms."""
 
     def __init__(self, image_rgb: Image, landmarks: Landmarks, size: int) -> None:
         import cv2
 
-        self.mesh: FaceMesh = build(landmarks.points, image_rgb.shape[1], image_rgb.shape[0])
+        self.mesh: FaceMesh = _mesh(landmarks, image_rgb.shape[1], image_rgb.shape[0])
         x0, y0, side = self.mesh.crop
         crop = image_rgb[int(y0) : int(y0 + side), int(x0) : int(x0 + side)]
         self._size = size

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 
 import numpy as np
 
+from avatar_server.animation.portrait import FaceAssets, face_assets
 from avatar_server.core import validation
 from avatar_server.core.admission import Admission
 from avatar_server.core.contexts import LiveContexts
@@ -18,7 +20,7 @@ from avatar_server.core.turn_state import Turn, TurnPlan
 from avatar_server.core.voices import pick_voice
 from avatar_server.core.workers import Workers
 from avatar_server.engines.llm.reply import build_messages
-from avatar_server.errors import InvalidInput
+from avatar_server.errors import AvatarError, ErrorCode, InvalidInput
 from avatar_server.media.audio import decode_audio, encode_wav
 from avatar_server.memory import ConversationMemory
 from avatar_server.personas import Avatar
@@ -83,6 +85,15 @@ class AvatarCore:
 
     def avatar(self, avatar_id: str) -> Avatar:
         return validation.avatar(self.avatars, avatar_id, self.settings.default_avatar)
+
+    async def face(self, avatar_id: str) -> tuple[Avatar, FaceAssets]:
+        """An avatar's portrait and face model, for clients that draw the face themselves."""
+        avatar = self.avatars.get(avatar_id or self.settings.default_avatar)
+        if avatar is None:
+            known = ", ".join(sorted(self.avatars))
+            raise AvatarError(f"No avatar {avatar_id!r}; known avatars: {known}.", ErrorCode.NOT_FOUND)
+        p = avatar.portrait
+        return avatar, await asyncio.to_thread(face_assets, p.path, p.landmarks)
 
     def check_common(self, *, language: str, session_id: str, voice: str) -> None:
         validation.common(language=language, session_id=session_id, voice=voice, tts_engines=self.engines.tts)

@@ -189,6 +189,23 @@ class AvatarService(pb_grpc.AvatarServiceServicer):  # type: ignore[misc]
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
 
+    async def GetAvatarFace(
+        self,
+        request: pb.GetAvatarFaceRequest,
+        context: grpc.aio.ServicerContext[pb.GetAvatarFaceRequest, pb.GetAvatarFaceResponse],
+    ) -> pb.GetAvatarFaceResponse:
+        core = await self._ready(context)
+        try:
+            avatar, face = await core.face(request.avatar_id)
+        except AvatarError as exc:
+            await abort(context, exc)
+        return pb.GetAvatarFaceResponse(
+            avatar_id=avatar.id,
+            portrait_png=face.portrait_png,
+            mouth_png=face.mouth_png,
+            face_model_json=face.face_model_json,
+        )
+
     async def GetCapabilities(
         self,
         request: pb.GetCapabilitiesRequest,

@@ -225,3 +225,22 @@ def test_old_media_is_deleted(server: ServerProcess, tmp_path: Path) -> None:
 
 def test_widget_build_exists() -> None:
     assert (ROOT / "clients" / "web" / "dist" / "index.html").is_file(), "make test builds the widget first"
+
+
+def test_avatars_and_their_faces(http: httpx.Client) -> None:
+    listed = http.get("/api/v1/avatars").json()
+    assert listed["default"] == "grace"
+    assert {a["id"]: a["name"] for a in listed["avatars"]} == {"eileen": "Eileen Collins", "grace": "Grace Hopper"}
+    for avatar_id in ("grace", "eileen"):
+        face = http.get(f"/api/v1/avatars/{avatar_id}/face")
+        assert face.status_code == 200 and "max-age" in face.headers["cache-control"]
+        model = face.json()
+        assert model["avatarId"] == avatar_id and model["model"] == "mediapipe-face-mesh-478"
+        n = len(model["vertices"]) // 2
+        assert all(len(d["offsets"]) == 2 * n for d in model["drivers"])
+        for key in ("portrait", "mouth"):
+            image = http.get(model[key])
+            assert image.status_code == 200 and image.headers["content-type"] == "image/png"
+            assert image.content.startswith(b"\x89PNG")
+    assert_error(http.get("/api/v1/avatars/nobody/face"), 404, "NOT_FOUND", "known avatars: eileen, grace")
+    assert_error(http.get("/api/v1/avatars/grace/secret.txt"), 404, "NOT_FOUND", "portrait.png")

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import io
+import json
+
 import grpc
+import numpy as np
 import pytest
 from avatar.v1 import avatar_pb2 as pb
 from avatar.v1 import avatar_pb2_grpc as pb_grpc
 
 from avatar_server.values import ARKIT_NAMES, VISEME_NAMES
 from tests.conftest import Clip
-from tests.helpers import probe_mp4, wav_duration, word_error_rate
+from tests.helpers import median_pitch, probe_mp4, wav_duration, word_error_rate
 
 pytestmark = pytest.mark.slow
 
@@ -137,10 +141,56 @@ def test_ukrainian_text_is_answered_with_a_ukrainian_voice(stub: pb_grpc.AvatarS
 def test_capabilities(stub: pb_grpc.AvatarServiceStub) -> None:
     caps = stub.GetCapabilities(pb.GetCapabilitiesRequest(), timeout=10)
     assert caps.default_avatar_id == "grace"
-    assert [a.id for a in caps.avatars] == ["grace"]
+    assert [a.id for a in caps.avatars] == ["eileen", "grace"]
+    assert {a.id: a.voice for a in caps.avatars}["eileen"] == "espeak:en-us+f3"
     voices = {v.id: v for v in caps.voices}
     assert "piper:en_US-joe-medium" in voices and "espeak:uk" in voices
     assert {"en", "uk"} <= set(caps.languages)
     stages = {e.stage: e.name for e in caps.engines}
     assert stages["stt"] == "faster-whisper" and stages["llm"] == "llama-cpp"
     assert stages["animator"] == "portrait"
+
+
+def first_video_frame(mp4: bytes) -> np.ndarray:
+    import av
+
+    with av.open(io.BytesIO(mp4)) as container:
+        frame = next(container.decode(video=0))
+        return np.asarray(frame.to_ndarray(format="rgb24"), dtype=np.uint8)
+
+
+def png_rgb(data: bytes, size: int) -> np.ndarray:
+    import cv2
+
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    return np.asarray(cv2.cvtColor(cv2.resize(bgr, (size, size), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB))
+
+
+def test_avatar_faces_for_clients(stub: pb_grpc.AvatarServiceStub) -> None:
+    default = stub.GetAvatarFace(pb.GetAvatarFaceRequest(), timeout=30)
+    assert default.avatar_id == "grace"
+    model = json.loads(default.face_model_json)
+    n = len(model["vertices"]) // 2
+    assert n > 100 and max(model["triangles"]) < n and len(model["drivers"]) >= 10
+    assert default.portrait_png.startswith(b"\x89PNG") and default.mouth_png.startswith(b"\x89PNG")
+    eileen = stub.GetAvatarFace(pb.GetAvatarFaceRequest(avatar_id="eileen"), timeout=30)
+    assert eileen.portrait_png != default.portrait_png
+    with pytest.raises(grpc.RpcError) as err:
+        stub.GetAvatarFace(pb.GetAvatarFaceRequest(avatar_id="nobody"), timeout=30)
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND and "eileen, grace" in str(err.value.details())
+
+
+def test_the_second_avatar_has_its_own_face_and_voice(stub: pb_grpc.AvatarServiceStub) -> None:
+    resp = stub.Interact(pb.InteractRequest(text="Who are you?", avatar_id="eileen"), timeout=120)
+    check_full_response(resp)
+    frame = first_video_frame(resp.video.data).astype(int)
+    size = frame.shape[0]
+    faces = {
+        a: png_rgb(stub.GetAvatarFace(pb.GetAvatarFaceRequest(avatar_id=a), timeout=30).portrait_png, size)
+        for a in ("eileen", "grace")
+    }
+    # The video's first frame is Eileen's still portrait (H.264 changes pixels a little), not Grace's.
+    own, other = np.abs(frame - faces["eileen"]).mean(), np.abs(frame - faces["grace"]).mean()
+    assert own < 12 and own < 0.3 * other, (own, other)
+    pitch = median_pitch(resp.audio.data)
+    assert pitch > 160, f"Eileen speaks with a woman's voice (median pitch {pitch:.0f} Hz)"

@@ -6,7 +6,7 @@ import hashlib
 
 import numpy as np
 
-from avatar_server.animation.portrait import PortraitRenderer
+from avatar_server.animation.portrait import PortraitRenderer, renderer_for
 from avatar_server.animation.track import frame_count, track_from_audio, track_from_phonemes
 from avatar_server.media.video import encode_mp4
 from avatar_server.personas import Avatar
@@ -22,17 +22,11 @@ class PortraitAnimator:
     local = True
 
     def __init__(self, avatars: dict[str, Avatar], *, video_fps: int, video_size: int) -> None:
-        import cv2
-
         self.video_fps = video_fps
-        self._renderers: dict[str, PortraitRenderer] = {}
-        for avatar in avatars.values():
-            bgr = cv2.imread(str(avatar.portrait.path))
-            if bgr is None:
-                raise FileNotFoundError(f"avatar {avatar.id}: cannot read portrait {avatar.portrait.path}")
-            image = np.asarray(bgr, dtype=np.uint8)
-            rgb = np.asarray(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), dtype=np.uint8)
-            self._renderers[avatar.id] = PortraitRenderer(rgb, avatar.portrait.landmarks, video_size)
+        self._renderers: dict[str, PortraitRenderer] = {
+            avatar.id: renderer_for(avatar.portrait.path, avatar.portrait.landmarks, video_size)
+            for avatar in avatars.values()
+        }
 
     def track(self, speech: Speech, text: str) -> Track:
         """The blendshape/viseme track of one piece of speech (blinks seeded by its text)."""

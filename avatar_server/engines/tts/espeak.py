@@ -112,9 +112,14 @@ class EspeakTTS:
         lib.espeak_SetSynthCallback(self._callback)
         lib.espeak_SetParameter(_PARAM_RATE, rate_wpm, 0)
         self._languages = self._list_languages()
+        # Variant voices: a female English voice ("+f3") for avatars that need one.
+        variants = [("en-us", "f3")] if "en-us" in self._languages else []
         self.capabilities = TtsCapabilities(
             phoneme_timings=True,
-            voices=tuple(VoiceSpec(id=f"espeak:{lang}", languages=(lang,)) for lang in self._languages),
+            voices=(
+                *(VoiceSpec(id=f"espeak:{lang}", languages=(lang,)) for lang in self._languages),
+                *(VoiceSpec(id=f"espeak:{lang}+{v}", languages=(lang,)) for lang, v in variants),
+            ),
         )
 
     def _list_languages(self) -> list[str]:

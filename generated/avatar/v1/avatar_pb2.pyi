@@ -327,3 +327,21 @@ class GetCapabilitiesResponse(_message.Message):
     engines: _containers.RepeatedCompositeFieldContainer[EngineInfo]
     default_avatar_id: str
     def __init__(self, avatars: _Optional[_Iterable[_Union[AvatarInfo, _Mapping]]] = ..., voices: _Optional[_Iterable[_Union[VoiceInfo, _Mapping]]] = ..., languages: _Optional[_Iterable[str]] = ..., engines: _Optional[_Iterable[_Union[EngineInfo, _Mapping]]] = ..., default_avatar_id: _Optional[str] = ...) -> None: ...
+
+class GetAvatarFaceRequest(_message.Message):
+    __slots__ = ("avatar_id",)
+    AVATAR_ID_FIELD_NUMBER: _ClassVar[int]
+    avatar_id: str
+    def __init__(self, avatar_id: _Optional[str] = ...) -> None: ...
+
+class GetAvatarFaceResponse(_message.Message):
+    __slots__ = ("avatar_id", "portrait_png", "mouth_png", "face_model_json")
+    AVATAR_ID_FIELD_NUMBER: _ClassVar[int]
+    PORTRAIT_PNG_FIELD_NUMBER: _ClassVar[int]
+    MOUTH_PNG_FIELD_NUMBER: _ClassVar[int]
+    FACE_MODEL_JSON_FIELD_NUMBER: _ClassVar[int]
+    avatar_id: str
+    portrait_png: bytes
+    mouth_png: bytes
+    face_model_json: str
+    def __init__(self, avatar_id: _Optional[str] = ..., portrait_png: _Optional[bytes] = ..., mouth_png: _Optional[bytes] = ..., face_model_json: _Optional[str] = ...) -> None: ...

@@ -52,6 +52,11 @@ class AvatarServiceStub:
                 request_serializer=avatar_dot_v1_dot_avatar__pb2.GetCapabilitiesRequest.SerializeToString,
                 response_deserializer=avatar_dot_v1_dot_avatar__pb2.GetCapabilitiesResponse.FromString,
                 _registered_method=True)
+        self.GetAvatarFace = channel.unary_unary(
+                '/avatar.v1.AvatarService/GetAvatarFace',
+                request_serializer=avatar_dot_v1_dot_avatar__pb2.GetAvatarFaceRequest.SerializeToString,
+                response_deserializer=avatar_dot_v1_dot_avatar__pb2.GetAvatarFaceResponse.FromString,
+                _registered_method=True)
 
 
 class AvatarServiceServicer:
@@ -82,6 +87,14 @@ class AvatarServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetAvatarFace(self, request, context):
+        """GetAvatarFace returns an avatar's portrait and face model, so that a client can draw the same
+        face the server's video shows, driven by the animation frames of a turn.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AvatarServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -99,6 +112,11 @@ def add_AvatarServiceServicer_to_server(servicer, server):
                     servicer.GetCapabilities,
                     request_deserializer=avatar_dot_v1_dot_avatar__pb2.GetCapabilitiesRequest.FromString,
                     response_serializer=avatar_dot_v1_dot_avatar__pb2.GetCapabilitiesResponse.SerializeToString,
+            ),
+            'GetAvatarFace': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAvatarFace,
+                    request_deserializer=avatar_dot_v1_dot_avatar__pb2.GetAvatarFaceRequest.FromString,
+                    response_serializer=avatar_dot_v1_dot_avatar__pb2.GetAvatarFaceResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -185,6 +203,33 @@ class AvatarService:
             '/avatar.v1.AvatarService/GetCapabilities',
             avatar_dot_v1_dot_avatar__pb2.GetCapabilitiesRequest.SerializeToString,
             avatar_dot_v1_dot_avatar__pb2.GetCapabilitiesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAvatarFace(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/avatar.v1.AvatarService/GetAvatarFace',
+            avatar_dot_v1_dot_avatar__pb2.GetAvatarFaceRequest.SerializeToString,
+            avatar_dot_v1_dot_avatar__pb2.GetAvatarFaceResponse.FromString,
             options,
             channel_credentials,
             insecure,
