@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import pytest
 
 from avatar_server.animation.track import frame_count, track_from_audio, track_from_phonemes
 from avatar_server.animation.visemes import phoneme_visemes
-from avatar_server.models import package_dir
 from avatar_server.values import ARKIT_NAMES, TRACK_NAMES, VISEME_NAMES, PhonemeTiming
 
 
