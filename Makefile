@@ -12,12 +12,13 @@ SYSTEM_PACKAGES := espeak-ng flite alsa-utils chromium docker-compose
 ARCTIC_WAV := tests/.data/arctic_a0007.wav
 ARCTIC_SHA256 := 1b850392f8c87ee2efe5a686523f1bab61d2a38d59bc43d1127e17e406f9e57d
 
-.PHONY: help setup run test generate check-generated lint lint-proto lint-python bench clean
+.PHONY: help setup run test generate check-generated lint lint-proto lint-python bench clean landmarks
 
 help:
 	@echo "make run    - set up, then start the avatar server, the REST bridge and the widget (http://127.0.0.1:8000)"
 	@echo "make test   - set up, then run every test"
 	@echo "make generate | lint | bench | clean"
+	@echo "make landmarks AVATAR=avatar_server/avatars/<id>.yaml - compute a new avatar's face landmarks"
 
 WIDGET_SOURCES := $(wildcard clients/web/src/*) clients/web/index.html clients/web/vite.config.ts clients/web/tsconfig.json
 
@@ -96,5 +97,21 @@ bench: setup
 	$(BIN)/python bench/bench_converse.py
 	$(BIN)/python bench/bench_load.py
 
+# The face landmarks of an avatar's portrait, computed once and stored in its YAML file. MediaPipe 0.10.21
+# (Apache-2.0) is the last release whose wheel carries the face-mesh model; it needs numpy<2, so it lives
+# in a small environment of its own, apart from the server's.
+FACE_VENV := .venv-face
+$(STAMPS)/face:
+	@mkdir -p $(STAMPS)
+	test -x $(FACE_VENV)/bin/python || $(PYTHON) -m venv $(FACE_VENV)
+	$(FACE_VENV)/bin/python -m pip install -q mediapipe==0.10.21 numpy==1.26.4 opencv-contrib-python==4.11.0.86
+	@touch $@
+
+landmarks: $(STAMPS)/python $(STAMPS)/face
+	@test -n "$(AVATAR)" || { echo "usage: make landmarks AVATAR=avatar_server/avatars/<id>.yaml"; exit 2; }
+	image=$$($(BIN)/python -c "import sys; from pathlib import Path; from avatar_server.personas import portrait_path; print(portrait_path(Path(sys.argv[1])))" "$(AVATAR)") && \
+	$(FACE_VENV)/bin/python scripts/face_landmarks.py "$(AVATAR)" "$$image"
+	$(BIN)/python -c "import sys; from pathlib import Path; from avatar_server.personas import load_avatar; from avatar_server.animation.portrait import read_portrait, PortraitRenderer; a = load_avatar(Path(sys.argv[1])); PortraitRenderer(read_portrait(a.portrait.path), a.portrait.landmarks, 384); print(f'{a.id}: the face model builds')" "$(AVATAR)"
+
 clean:
-	rm -rf $(STAMPS) $(VENV) node_modules clients/web/node_modules clients/web/dist tests/.data tests/artifacts .pytest_cache
+	rm -rf $(STAMPS) $(VENV) $(FACE_VENV) node_modules clients/web/node_modules clients/web/dist tests/.data tests/artifacts .pytest_cache

@@ -47,14 +47,26 @@ class AvatarConfigError(ValueError):
     """An avatar file is malformed."""
 
 
+def _portrait_file(path: Path, portrait_cfg: dict[str, Any]) -> Path:
+    if "package" in portrait_cfg:
+        return package_dir(portrait_cfg["package"]) / portrait_cfg["path"]
+    return (path.parent / portrait_cfg["path"]).resolve()
+
+
+def portrait_path(path: Path) -> Path:
+    """The portrait image an avatar file names (it may have no landmarks yet)."""
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    try:
+        return _portrait_file(path, raw["portrait"])
+    except (KeyError, TypeError) as exc:
+        raise AvatarConfigError(f"{path}: missing or malformed field {exc}") from exc
+
+
 def load_avatar(path: Path) -> Avatar:
     raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     try:
         portrait_cfg = raw["portrait"]
-        if "package" in portrait_cfg:
-            image = package_dir(portrait_cfg["package"]) / portrait_cfg["path"]
-        else:
-            image = (path.parent / portrait_cfg["path"]).resolve()
+        image = _portrait_file(path, portrait_cfg)
         marks = portrait_cfg.get("landmarks")
         if not marks:
             raise AvatarConfigError(
