@@ -49,8 +49,8 @@ class AvatarConfigError(ValueError):
 
 def _portrait_file(path: Path, portrait_cfg: dict[str, Any]) -> Path:
     if "package" in portrait_cfg:
-        return package_dir(portrait_cfg["package"]) / portrait_cfg["path"]
-    return (path.parent / portrait_cfg["path"]).resolve()
+        return package_dir(str(portrait_cfg["package"])) / str(portrait_cfg["path"])
+    return (path.parent / str(portrait_cfg["path"])).resolve()
 
 
 def portrait_path(path: Path) -> Path:
