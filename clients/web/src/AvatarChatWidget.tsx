@@ -1,11 +1,12 @@
 import { useCallback, useEffect, useRef, useState } from "react";
 
-import { absolute, ApiError, backendHealthy, interact, type InteractResult } from "./api";
-import { drawFace } from "./face";
+import { absolute, ApiError, backendHealthy, faceUrl, interact, listAvatars, type AvatarInfo, type InteractResult } from "./api";
+import { loadFace, type FaceData } from "./faceMesh";
+import { FaceRenderer, loadImage, type FaceImages } from "./faceRenderer";
 import { fallbackReply, recognitionAvailable, recognizeOnce, speak } from "./fallback";
 import { LiveSession, type LiveEvent } from "./live";
 import { Recorder } from "./recorder";
-import { loadTrack, sampleTrack, type AnimationTrack } from "./track";
+import { loadTrack, sampleTrack, type AnimationTrack, type Weights } from "./track";
 
 export type WidgetState = "idle" | "recording" | "thinking" | "speaking" | "error";
 
@@ -19,12 +20,41 @@ export interface ChatEntry {
 export interface AvatarChatWidgetProps {
   /** Where the REST bridge is; "" = same origin. */
   apiBase?: string;
+  /** The avatar shown first; "" = the server's default. The person can pick another. */
   avatarId?: string;
+  /** Called when the person picks another avatar (e.g. to put it in the page's URL). */
+  onAvatarChange?: (avatarId: string) => void;
   /** Language code, e.g. "en" or "uk"; empty = let the server detect it. */
   language?: string;
   /** Play the lip-synced video (true) or draw a face from the animation track (false). */
   video?: boolean;
   title?: string;
+}
+
+/** One avatar's face, ready to draw; `loadedAt` (performance.now()) starts its idle head motion. */
+interface LoadedFace {
+  avatarId: string;
+  face: FaceData;
+  images: FaceImages;
+  loadedAt: number;
+}
+
+/** The canvas's pixels: the widget shows it at 320 CSS px. */
+const FACE_PX = Math.round(320 * Math.min(2, Math.max(1, typeof window === "undefined" ? 1 : window.devicePixelRatio || 1)));
+
+/** A URL the bridge gave: relative to the bridge unless it names its own origin. */
+function fromBridge(apiBase: string, url: string): string {
+  return /^([a-z][a-z0-9+.-]*:|\/\/)/i.test(url) ? url : `${apiBase}${url}`;
+}
+
+async function loadAvatarFace(apiBase: string, avatarId: string, signal: AbortSignal): Promise<LoadedFace> {
+  const face = await loadFace(faceUrl(apiBase, avatarId), signal);
+  if (!face.portrait || !face.mouth) throw new Error("face: no portrait or mouth image");
+  const [portrait, mouth] = await Promise.all([
+    loadImage(fromBridge(apiBase, face.portrait)),
+    loadImage(fromBridge(apiBase, face.mouth)),
+  ]);
+  return { avatarId, face, images: { portrait, mouth }, loadedAt: performance.now() };
 }
 
 const STATE_LABEL: Record<WidgetState, string> = {
@@ -37,7 +67,8 @@ const STATE_LABEL: Record<WidgetState, string> = {
 
 export function AvatarChatWidget({
   apiBase = "",
-  avatarId = "",
+  avatarId: initialAvatar = "",
+  onAvatarChange,
   language = "",
   video = true,
   title = "Talk to the avatar",
@@ -59,6 +90,9 @@ export function AvatarChatWidget({
   const [liveOn, setLiveOn] = useState(false);
   const [bargeIn, setBargeIn] = useState(false);
   const [liveChunks, setLiveChunks] = useState(0);
+  const [avatars, setAvatars] = useState<AvatarInfo[]>([]);
+  const [avatarId, setAvatarId] = useState(initialAvatar);
+  const [face, setFace] = useState<LoadedFace | null>(null);
 
   useEffect(() => {
     let cancelled = false;
@@ -70,28 +104,69 @@ export function AvatarChatWidget({
     };
   }, [apiBase]);
 
-  // Draw the canvas face in step with the reply audio when there is no video.
+  // The avatars to pick from; without a choice in the page, the server's default.
+  useEffect(() => {
+    const abort = new AbortController();
+    listAvatars(apiBase, abort.signal)
+      .then((list) => {
+        setAvatars(list.avatars);
+        setAvatarId((current) => current || list.default);
+      })
+      .catch(() => undefined);
+    return () => abort.abort();
+  }, [apiBase]);
+
+  // The chosen avatar's face: its model and its two images.
+  useEffect(() => {
+    if (!avatarId) return;
+    const abort = new AbortController();
+    loadAvatarFace(apiBase, avatarId, abort.signal)
+      .then((loaded) => {
+        if (!abort.signal.aborted) setFace(loaded);
+      })
+      .catch((err: Error) => {
+        if (!abort.signal.aborted) console.warn(`The face of ${avatarId} could not be loaded: ${err.message}`);
+      });
+    return () => abort.abort();
+  }, [apiBase, avatarId]);
+
+  // Draw the face on the canvas (live mode, and replies without video): the portrait, animated by the weights
+  // of the reply playing now (on the Web Audio clock live, the audio element's clock otherwise) and, always,
+  // by the idle head motion.
   useEffect(() => {
     if (video && !liveOn) return;
+    const canvas = canvasRef.current;
+    const renderer = canvas ? new FaceRenderer(canvas) : null;
+    if (renderer && face) {
+      try {
+        renderer.setFace(face.face, face.images);
+      } catch (err) {
+        console.warn(`The face cannot be drawn: ${(err as Error).message}`);
+      }
+    }
     let frame = 0;
     const tick = () => {
-      const canvas = canvasRef.current;
-      const ctx = canvas?.getContext("2d", { willReadFrequently: true });
-      if (canvas && ctx) {
-        if (live.current) {
-          drawFace(ctx, live.current.weightsNow(), canvas.width);
-          const speaking = live.current.speaking;
-          setState((s) => (speaking ? "speaking" : s === "speaking" ? "recording" : s));
-        } else {
-          const t = audioRef.current && !audioRef.current.paused ? audioRef.current.currentTime : -1;
-          drawFace(ctx, track.current && t >= 0 ? sampleTrack(track.current, t) : {}, canvas.width);
-        }
+      let weights: Weights = {};
+      if (live.current) {
+        weights = live.current.weightsNow();
+        const speaking = live.current.speaking;
+        setState((s) => (speaking ? "speaking" : s === "speaking" ? "recording" : s));
+      } else {
+        const audio = audioRef.current;
+        if (track.current && audio && !audio.paused) weights = sampleTrack(track.current, audio.currentTime);
+      }
+      if (renderer && canvas && face) {
+        renderer.draw(weights, (performance.now() - face.loadedAt) / 1000);
+        canvas.dataset.frames = String(renderer.frames);
       }
       frame = requestAnimationFrame(tick);
     };
     frame = requestAnimationFrame(tick);
-    return () => cancelAnimationFrame(frame);
-  }, [video, liveOn]);
+    return () => {
+      cancelAnimationFrame(frame);
+      renderer?.dispose();
+    };
+  }, [video, liveOn, face]);
 
   useEffect(() => () => live.current?.stop(), []);
 
@@ -269,11 +344,35 @@ export function AvatarChatWidget({
     }
   };
 
+  const chooseAvatar = (id: string) => {
+    if (id === avatarId) return;
+    sessionId.current = ""; // another persona: a new conversation
+    setAvatarId(id);
+    onAvatarChange?.(id);
+  };
+
   const busy = !liveOn && (state === "thinking" || state === "recording");
   return (
     <section className="avatar-widget" data-state={state} aria-label={title}>
       <header>
         <h2>{title}</h2>
+        {avatars.length > 0 && (
+          <select
+            className="avatar-picker"
+            aria-label="Avatar"
+            data-testid="avatar-picker"
+            value={avatarId}
+            onChange={(e) => chooseAvatar(e.target.value)}
+            disabled={busy || liveOn || state === "speaking"}
+            title={liveOn ? "End the live conversation to talk to another avatar" : undefined}
+          >
+            {avatars.map((a) => (
+              <option key={a.id} value={a.id} title={a.description}>
+                {a.name}
+              </option>
+            ))}
+          </select>
+        )}
         <span className={`state state-${state}`} data-testid="state" role="status">
           {STATE_LABEL[state]}
         </span>
@@ -284,13 +383,21 @@ export function AvatarChatWidget({
             ref={videoRef}
             data-testid="avatar-video"
             src={videoUrl ?? undefined}
+            poster={face && face.face.portrait ? fromBridge(apiBase, face.face.portrait) : undefined}
             autoPlay
             playsInline
             onEnded={() => setState("idle")}
             onError={() => videoUrl && fail("The reply video could not be played.")}
           />
         ) : (
-          <canvas ref={canvasRef} data-testid="avatar-face" data-chunks={liveChunks} width={240} height={240} />
+          <canvas
+            ref={canvasRef}
+            data-testid="avatar-face"
+            data-chunks={liveChunks}
+            data-avatar={face?.avatarId ?? ""}
+            width={FACE_PX}
+            height={FACE_PX}
+          />
         )}
         <audio ref={audioRef} onEnded={() => setState("idle")} />
       </div>

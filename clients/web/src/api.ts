@@ -99,3 +99,35 @@ export async function backendHealthy(apiBase: string): Promise<boolean> {
 export function absolute(apiBase: string, url: string | null): string | null {
   return url ? `${apiBase}${url}` : null;
 }
+
+export interface AvatarInfo {
+  id: string;
+  name: string;
+  description: string;
+  voice: string;
+  language: string;
+}
+
+export interface AvatarList {
+  default: string;
+  avatars: AvatarInfo[];
+}
+
+/** The avatars the server has (GET /api/v1/avatars); an empty list when the bridge cannot say. */
+export async function listAvatars(apiBase: string, signal?: AbortSignal): Promise<AvatarList> {
+  try {
+    const response = await fetch(`${apiBase}/api/v1/avatars`, { signal });
+    if (!response.ok) return { default: "", avatars: [] };
+    const body = (await response.json()) as Partial<AvatarList>;
+    const avatars = Array.isArray(body.avatars) ? body.avatars.filter((a) => a && typeof a.id === "string") : [];
+    return { default: typeof body.default === "string" ? body.default : (avatars[0]?.id ?? ""), avatars };
+  } catch (err) {
+    if ((err as Error).name === "AbortError") throw err;
+    return { default: "", avatars: [] };
+  }
+}
+
+/** Where an avatar's face model is (GET /api/v1/avatars/{id}/face). */
+export function faceUrl(apiBase: string, avatarId: string): string {
+  return `${apiBase}/api/v1/avatars/${encodeURIComponent(avatarId)}/face`;
+}

@@ -3,7 +3,6 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 
 import { ApiError, buildForm, extensionFor, interact } from "./api";
 import { AvatarChatWidget } from "./AvatarChatWidget";
-import { mouthOpening } from "./face";
 import { fallbackReply } from "./fallback";
 import { preferredMimeType } from "./recorder";
 import { sampleTrack, type AnimationTrack } from "./track";
@@ -26,7 +25,10 @@ function jsonResponse(body: unknown, status = 200): Response {
   return new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json" } });
 }
 
-afterEach(() => vi.unstubAllGlobals());
+afterEach(() => {
+  vi.unstubAllGlobals();
+  vi.restoreAllMocks();
+});
 
 describe("api", () => {
   it("builds the seed's multipart form", () => {
@@ -55,7 +57,7 @@ describe("api", () => {
   });
 });
 
-describe("track and face", () => {
+describe("track and helpers", () => {
   const track: AnimationTrack = { fps: 10, names: ["jawOpen", "mouthClose"], times: [0, 0.1, 0.2], frames: [[0, 0], [0.8, 0], [0.4, 0.4]] };
 
   it("samples the frame that has started", () => {
@@ -63,11 +65,6 @@ describe("track and face", () => {
     expect(sampleTrack(track, 0.1).jawOpen).toBe(0.8);
     expect(sampleTrack(track, 99).jawOpen).toBe(0.4);
     expect(sampleTrack(track, -1).jawOpen).toBe(0);
-  });
-
-  it("opens the mouth with the jaw and closes it with mouthClose", () => {
-    expect(mouthOpening(sampleTrack(track, 0.1))).toBeCloseTo(0.8);
-    expect(mouthOpening(sampleTrack(track, 0.2))).toBeCloseTo(0.2);
   });
 
   it("prefers webm/opus for recording", () => {
@@ -108,5 +105,54 @@ describe("AvatarChatWidget", () => {
     await waitFor(() => expect(screen.getByTestId("state").textContent).toBe("Error"));
     expect(screen.getByTestId("error").textContent).toContain("connection refused");
     expect(screen.getByTestId("fallback").textContent).toContain("fallback");
+  });
+
+  const AVATARS = {
+    default: "grace",
+    avatars: [
+      { id: "grace", name: "Grace Hopper", description: "Computer pioneer", voice: "piper:a", language: "en" },
+      { id: "eileen", name: "Eileen Collins", description: "Astronaut", voice: "piper:b", language: "en" },
+    ],
+  };
+
+  function bridgeMock() {
+    vi.spyOn(HTMLCanvasElement.prototype, "getContext").mockReturnValue(null); // jsdom draws nothing
+    return vi.fn(async (url: string) => {
+      const u = String(url);
+      if (u.endsWith("/healthz")) return jsonResponse({ status: "SERVING" });
+      if (u.endsWith("/api/v1/avatars")) return jsonResponse(AVATARS);
+      if (u.includes("/api/v1/avatars/")) return jsonResponse({ error: { code: "NOT_FOUND", message: "no face here" } }, 404);
+      return jsonResponse(RESULT);
+    });
+  }
+
+  it("lists the avatars, starts with the server's default and sends the one picked", async () => {
+    const fetchMock = bridgeMock();
+    vi.stubGlobal("fetch", fetchMock);
+    const onAvatarChange = vi.fn();
+    render(<AvatarChatWidget video={false} onAvatarChange={onAvatarChange} />);
+    const picker = (await screen.findByTestId("avatar-picker")) as HTMLSelectElement;
+    expect(Array.from(picker.options).map((o) => o.textContent)).toEqual(["Grace Hopper", "Eileen Collins"]);
+    expect(picker.value).toBe("grace");
+    await waitFor(() => expect(fetchMock.mock.calls.some(([u]) => String(u).endsWith("/api/v1/avatars/grace/face"))).toBe(true));
+    fireEvent.change(picker, { target: { value: "eileen" } });
+    expect(onAvatarChange).toHaveBeenCalledWith("eileen");
+    await waitFor(() => expect(fetchMock.mock.calls.some(([u]) => String(u).endsWith("/api/v1/avatars/eileen/face"))).toBe(true));
+    fireEvent.change(screen.getByTestId("text"), { target: { value: "Who are you?" } });
+    await act(async () => {
+      fireEvent.click(screen.getByTestId("send"));
+    });
+    const [, init] = fetchMock.mock.calls.find(([u]) => String(u).includes("interact")) as unknown as [string, RequestInit];
+    expect((init.body as FormData).get("avatar_id")).toBe("eileen");
+  });
+
+  it("starts with the avatar the page names", async () => {
+    const fetchMock = bridgeMock();
+    vi.stubGlobal("fetch", fetchMock);
+    render(<AvatarChatWidget video={false} avatarId="eileen" />);
+    const picker = (await screen.findByTestId("avatar-picker")) as HTMLSelectElement;
+    expect(picker.value).toBe("eileen");
+    await waitFor(() => expect(fetchMock.mock.calls.some(([u]) => String(u).endsWith("/api/v1/avatars/eileen/face"))).toBe(true));
+    expect(fetchMock.mock.calls.some(([u]) => String(u).endsWith("/api/v1/avatars/grace/face"))).toBe(false);
   });
 });
