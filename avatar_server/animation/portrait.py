@@ -112,12 +112,12 @@ class PortraitRenderer:
         moved = np.abs(dst - self._rest).max(axis=1) > _MOVED
         skin = self._skin[moved[self._skin].any(axis=1)]
         if len(skin):
-            self._warp(frame, dst, skin, self._rest, self._base)
+            self._warp(frame, dst, skin, self._rest, self._base, step=2)
         uva = self.mesh.mouth_uva(posed)
         if uva[:, 2].max() > 0.0:
             mh, mw = self._mouth.shape[:2]
             tex = uva * (mw - 1, mh - 1, 1.0)
-            self._warp(frame, dst, self._mouth_tris, tex.astype(np.float32), self._mouth, soft=True)
+            self._warp(frame, dst, self._mouth_tris, tex.astype(np.float32), self._mouth)
         return frame
 
     def _warp(
@@ -128,9 +128,15 @@ class PortraitRenderer:
         src: npt.NDArray[np.float32],
         texture: Image,
         *,
-        soft: bool = False,
+        step: int = 1,
     ) -> None:
-        """Fill `tris` at their `dst` corners with `texture` sampled at their `src` corners."""
+        """Fill `tris` at their `dst` corners with `texture` sampled at their `src` corners.
+
+        `src` has two columns (texture pixels) or three (and an opacity). With `step` 2 the map back to
+        the texture is computed on every other pixel and interpolated: exact inside a triangle, and the
+        map is continuous across edges (also into the still part, where it is the identity), so only the
+        skin, never the mouth's edge, takes that shortcut.
+        """
         import cv2
 
         d = dst[tris]  # (T, 3, 2)
@@ -141,45 +147,58 @@ class PortraitRenderer:
         if not visible.any():
             return
         tris, d = tris[visible], d[visible]
-        x0, y0 = np.floor(d.reshape(-1, 2).min(axis=0)).astype(int) - 1
-        x1, y1 = np.ceil(d.reshape(-1, 2).max(axis=0)).astype(int) + 2
+        x0, y0 = np.floor(d.reshape(-1, 2).min(axis=0)).astype(int) - 2
+        x1, y1 = np.ceil(d.reshape(-1, 2).max(axis=0)).astype(int) + 3
         x0, y0 = max(0, x0), max(0, y0)
         x1, y1 = min(self._size, x1), min(self._size, y1)
         if x1 <= x0 or y1 <= y0:
             return
-        # Which triangle covers each pixel of the box (0: none).
-        label = np.zeros((y1 - y0, x1 - x0), dtype=np.int32)
-        corners = np.round((d - (x0, y0)) * (1 << _SUB)).astype(np.int32)
+        # With step 2 the grid reaches `step` pixels past the box on every side (maps may point outside the
+        # frame: the texture's edge repeats), so that interpolation never runs out of samples in the box.
+        pad = step if step > 1 else 0
+        bx0, by0 = x0 - pad, y0 - pad
+        w, h = x1 - bx0 + pad, y1 - by0 + pad
+        gw, gh = -(-w // step), -(-h // step)
+        # Grid sample (i, j) sits at frame pixel (bx0 + step*i + (step-1)/2, ...): the centre of its block.
+        half = (step - 1) / 2
+        label = np.zeros((gh, gw), dtype=np.int32)  # which triangle covers each sample (0: none)
+        corners = np.round((d - (bx0 + half, by0 + half)) / step * (1 << _SUB)).astype(np.int32)
         for k in range(len(tris)):
             cv2.fillConvexPoly(label, corners[k], k + 1, cv2.LINE_8, _SUB)
-        covered = label > 0
-        if not covered.any():
+        if not label.any():
             return
-        # Per triangle, the affine map from frame pixels back to texture pixels (and opacity, if given);
-        # row 0 stands for "no triangle here".
+        # Per triangle, the affine map from frame pixels back to texture pixels (and opacity, if given).
         ones = np.ones((len(tris), 3, 1), dtype=np.float32)
-        a = np.concatenate([d, ones], axis=2)  # (T, 3, 3)
-        maps = np.linalg.solve(a, src[tris]).astype(np.float32)  # (T, 3, C): [x y 1] @ maps = source
+        maps = np.linalg.solve(np.concatenate([d, ones], axis=2), src[tris]).astype(np.float32)  # (T, 3, C)
+        # Row 0, "no triangle": the identity for the skin (what lies outside did not move), else nothing.
         none = np.zeros((1, 3, maps.shape[2]), np.float32)
-        none[0, 2, :] = -1.0
+        if step > 1:
+            none[0, 0, 0] = none[0, 1, 1] = 1.0
+        else:
+            none[0, 2, :] = -1.0
         maps = np.concatenate([none, maps])
-        gx = np.arange(x0, x1, dtype=np.float32)[None, :]
-        gy = np.arange(y0, y1, dtype=np.float32)[:, None]
+        gx = (bx0 + half + step * np.arange(gw, dtype=np.float32))[None, :]
+        gy = (by0 + half + step * np.arange(gh, dtype=np.float32))[:, None]
 
         def channel(c: int) -> npt.NDArray[np.float32]:
-            return np.asarray(maps[:, 0, c][label] * gx + maps[:, 1, c][label] * gy + maps[:, 2, c][label])
+            m = maps[:, 0, c][label] * gx + maps[:, 1, c][label] * gy + maps[:, 2, c][label]
+            if step > 1:
+                m = cv2.resize(m, (gw * step, gh * step), interpolation=cv2.INTER_LINEAR)
+            return np.asarray(m[pad : pad + y1 - y0, pad : pad + x1 - x0], dtype=np.float32)
 
         map_x, map_y = channel(0), channel(1)
         warped = cv2.remap(texture, map_x, map_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         region = frame[y0:y1, x0:x1]
         if src.shape[1] == 3:  # an opacity per pixel; the lips' inner edge blends over a pixel's width
-            alpha = np.clip(channel(2), 0.0, 1.0) * covered
-            if soft:
-                alpha = np.minimum(alpha, cv2.GaussianBlur(covered.astype(np.float32), (3, 3), 0))
+            covered = (label[: y1 - y0, : x1 - x0] > 0).astype(np.float32)
+            alpha = np.clip(channel(2), 0.0, 1.0) * cv2.GaussianBlur(covered, (3, 3), 0)
             alpha3 = alpha[..., None]
             region[:] = (region * (1 - alpha3) + warped * alpha3 + 0.5).astype(np.uint8)
+        elif step > 1:
+            region[:] = warped
         else:
-            region[covered] = warped[covered]
+            covered_mask = label[: y1 - y0, : x1 - x0] > 0
+            region[covered_mask] = warped[covered_mask]
 
     def frames(self, track: Track, fps: float, duration: float) -> Iterator[Image]:
         """The frames at `fps` that cover `duration` seconds; frame k shows the track at k / fps."""
