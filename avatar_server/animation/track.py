@@ -12,6 +12,10 @@ from avatar_server.values import ARKIT_NAMES, VISEMES, PhonemeTiming, Track
 
 _FINE_RATE = 200  # Hz: phoneme targets are laid out finely, smoothed, then sampled at the track's fps
 _COARTICULATION_SIGMA = 0.035  # s: neighbouring phonemes blend over about +-70 ms
+# s: the lips reach each target this long before it sounds (anticipatory coarticulation: in speech the mouth
+# moves before the sound, by 50-100 ms at an onset). With it the mouth leads the loudness envelope by about
+# 20-40 ms (bench/lipsync.py); issue 10's window is 20 ms behind to 60 ms ahead.
+ANTICIPATION = 0.04
 _PP = VISEMES.index("PP")
 _BLINK = (ARKIT_NAMES.index("eyeBlinkLeft"), ARKIT_NAMES.index("eyeBlinkRight"))
 
@@ -39,9 +43,21 @@ def _smooth(fine: npt.NDArray[np.float32], sigma_s: float) -> npt.NDArray[np.flo
 
 
 def _sample(fine: npt.NDArray[np.float32], duration: float, fps: float) -> npt.NDArray[np.float32]:
+    """Frame k is on screen during [k / fps, (k + 1) / fps): it shows the face at the middle of that time.
+
+    (Taking the value at k / fps, the frame's start, showed every frame on average half a frame late.)
+    """
     n = frame_count(duration, fps)
-    idx = np.minimum((np.arange(n) / fps * _FINE_RATE).astype(int), len(fine) - 1)
+    idx = np.minimum(np.round((np.arange(n) + 0.5) / fps * _FINE_RATE).astype(int), len(fine) - 1)
     return np.asarray(fine[idx], dtype=np.float32)
+
+
+def _lead(fine: npt.NDArray[np.float32], seconds: float) -> npt.NDArray[np.float32]:
+    """The fine track `seconds` earlier (its last value held at the end)."""
+    k = min(len(fine) - 1, round(seconds * _FINE_RATE))
+    if k <= 0:
+        return fine
+    return np.concatenate([fine[k:], np.repeat(fine[-1:], k, axis=0)])
 
 
 def _with_arkit_and_blinks(visemes: npt.NDArray[np.float32], fps: float, seed: int) -> Track:
@@ -67,7 +83,8 @@ def _add_blinks(track: npt.NDArray[np.float32], fps: float, seed: int) -> None:
 
 
 def track_from_phonemes(phonemes: list[PhonemeTiming], duration: float, fps: float, *, seed: int = 0) -> Track:
-    """Visemes per phoneme, blended across neighbours (coarticulation), bilabial closures kept."""
+    """Visemes per phoneme, reached ANTICIPATION early, blended across neighbours (coarticulation), bilabial
+    closures kept."""
     n_fine = max(1, math.ceil(duration * _FINE_RATE) + 1)
     fine = np.zeros((n_fine, len(VISEMES)), dtype=np.float32)
     fine[:, SIL] = 1.0
@@ -76,7 +93,8 @@ def track_from_phonemes(phonemes: list[PhonemeTiming], duration: float, fps: flo
         visemes = phoneme_visemes(ph.phoneme)
         if not visemes:
             continue
-        a, b = int(ph.start * _FINE_RATE), max(int(ph.start * _FINE_RATE) + 1, int(ph.end * _FINE_RATE))
+        start, end = max(0.0, ph.start - ANTICIPATION), max(0.0, ph.end - ANTICIPATION)
+        a, b = round(start * _FINE_RATE), max(round(start * _FINE_RATE) + 1, round(end * _FINE_RATE))
         a, b = min(a, n_fine - 1), min(b, n_fine)
         # A diphthong spends 60 % on its start and 40 % gliding to its end.
         cuts = [a, b] if len(visemes) == 1 else [a, a + int(0.6 * (b - a)), b]
@@ -110,5 +128,5 @@ def track_from_audio(samples: npt.NDArray[np.float32], rate: int, fps: float, *,
     fine[:, VISEMES.index("E")] = loud * bright * 0.6
     fine[:, VISEMES.index("O")] = loud * (1 - bright) * 0.2
     fine[:, SIL] = 1.0 - loud
-    smooth = _smooth(fine, _COARTICULATION_SIGMA)
+    smooth = _smooth(_lead(fine, ANTICIPATION), _COARTICULATION_SIGMA)
     return _with_arkit_and_blinks(_sample(smooth, duration, fps), fps, seed)

@@ -63,14 +63,16 @@ def phoneme_visemes(ipa: str) -> list[str]:
     return out[:2] or ["sil"]
 
 
-# How much each viseme drives each ARKit shape (rows: visemes, columns: ARKIT_NAMES).
+# How much each viseme drives each ARKit shape (rows: visemes, columns: ARKIT_NAMES). The jaw is nearly closed
+# for the stops (the tongue must reach the palate: t, d, k, g open it less than the close vowels i, u) and
+# about as open for u as for i.
 _ARKIT_FROM_VISEME = {
     "sil": {},
     "PP": {"mouthClose": 0.6, "mouthPressLeft": 0.5, "mouthPressRight": 0.5, "mouthRollLower": 0.2},
     "FF": {"mouthRollLower": 0.6, "mouthUpperUpLeft": 0.3, "mouthUpperUpRight": 0.3, "jawOpen": 0.08},
     "TH": {"tongueOut": 0.4, "jawOpen": 0.15},
-    "DD": {"jawOpen": 0.18, "mouthStretchLeft": 0.1, "mouthStretchRight": 0.1},
-    "kk": {"jawOpen": 0.22, "mouthStretchLeft": 0.15, "mouthStretchRight": 0.15},
+    "DD": {"jawOpen": 0.1, "mouthStretchLeft": 0.1, "mouthStretchRight": 0.1},
+    "kk": {"jawOpen": 0.12, "mouthStretchLeft": 0.15, "mouthStretchRight": 0.15},
     "CH": {"mouthFunnel": 0.5, "jawOpen": 0.15, "mouthPucker": 0.2},
     "SS": {
         "mouthStretchLeft": 0.35,
@@ -97,7 +99,7 @@ _ARKIT_FROM_VISEME = {
         "mouthStretchRight": 0.3,
     },
     "O": {"jawOpen": 0.45, "mouthFunnel": 0.6, "mouthPucker": 0.3},
-    "U": {"jawOpen": 0.15, "mouthPucker": 0.8, "mouthFunnel": 0.4},
+    "U": {"jawOpen": 0.2, "mouthPucker": 0.8, "mouthFunnel": 0.4},
 }
 VISEME_TO_ARKIT = np.zeros((len(VISEMES), len(ARKIT_NAMES)), dtype=np.float32)
 for _v, _shapes in _ARKIT_FROM_VISEME.items():

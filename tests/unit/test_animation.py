@@ -46,7 +46,7 @@ def test_track_follows_phonemes_with_coarticulation_and_closures() -> None:
     aa, pp, sil = track.column("viseme_aa"), track.column("viseme_PP"), track.column("viseme_sil")
     assert aa[15] > 0.9 and sil[2] > 0.9 and sil[-1] > 0.5
     assert pp[6] >= 0.85  # the lips close fully for /m/, a little before it sounds (track.ANTICIPATION)
-    assert 0.05 < aa[9] < 0.95  # vowel onset is blended, not a step
+    assert 0.05 < aa[8] < 0.95  # vowel onset is blended, not a step
     jaw = track.column("jawOpen")
     assert jaw[15] > 0.5 and jaw[2] < 0.05
 
