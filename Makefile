@@ -97,6 +97,7 @@ bench: setup
 	$(BIN)/python bench/bench_converse.py
 	$(BIN)/python bench/bench_load.py
 	$(BIN)/python bench/lipsync.py
+	$(BIN)/python bench/bench_face.py
 
 # The face landmarks of an avatar's portrait, computed once and stored in its YAML file. MediaPipe 0.10.21
 # (Apache-2.0) is the last release whose wheel carries the face-mesh model; it needs numpy<2, so it lives
