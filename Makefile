@@ -97,6 +97,7 @@ bench: setup
 	$(BIN)/python bench/bench_converse.py
 	$(BIN)/python bench/bench_load.py
 	$(BIN)/python bench/lipsync.py
+	$(BIN)/python bench/contact_sheet.py
 	$(BIN)/python bench/bench_face.py
 
 # The face landmarks of an avatar's portrait, computed once and stored in its YAML file. MediaPipe 0.10.21
