@@ -200,11 +200,21 @@ class PortraitRenderer:
             covered_mask = label[: y1 - y0, : x1 - x0] > 0
             region[covered_mask] = warped[covered_mask]
 
-    def frames(self, track: Track, fps: float, duration: float) -> Iterator[Image]:
-        """The frames at `fps` that cover `duration` seconds; frame k shows the track at k / fps."""
+    def frames(self, track: Track, fps: float, duration: float, start: float = 0.0) -> Iterator[Image]:
+        """The frames at `fps` that cover `duration` seconds; `start` is the first one's time on the clock of
+        the idle motion.
+
+        A track row and a video frame each show the face at the middle of their time on screen, so frame k
+        shows the track interpolated at (k + 0.5) / fps (the rates differ: 30 and 25 by default).
+        """
         names = track.names
+        rows = track.weights
+        last = len(rows) - 1
         for k in range(frame_count(duration, fps)):
             if k % 5 == 4:
                 yield_cores()  # a whole reply's video takes seconds: live work goes first
-            row = track.weights[min(len(track.weights) - 1, int(k * track.fps / fps + 1e-6))]
-            yield self.render(dict(zip(names, row.tolist(), strict=True)), k / fps)
+            p = min(max(0.0, (k + 0.5) / fps * track.fps - 0.5), float(last))
+            j = int(p)
+            f = p - j
+            row = rows[j] if f == 0.0 or j >= last else rows[j] * (1 - f) + rows[j + 1] * f
+            yield self.render(dict(zip(names, row.tolist(), strict=True)), start + k / fps)

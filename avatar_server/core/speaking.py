@@ -118,6 +118,7 @@ class Speaker:
                 plan.avatar.id,
                 speech,
                 track,
+                clock,
             )
             turn.timings.animation += time.perf_counter() - t0
             emit(VideoSegmentEvent(turn.id, mp4, seconds, clock))

@@ -35,8 +35,11 @@ class PortraitAnimator:
             return track_from_phonemes(speech.phonemes, speech.duration, TRACK_FPS, seed=seed)
         return track_from_audio(speech.samples, speech.sample_rate, TRACK_FPS, seed=seed)
 
-    def video(self, avatar_id: str, speech: Speech, track: Track) -> tuple[bytes, float]:
-        """A self-contained mp4 of the portrait saying `speech`, and its duration."""
-        frames = self._renderers[avatar_id].frames(track, self.video_fps, speech.duration)
+    def video(self, avatar_id: str, speech: Speech, track: Track, start: float = 0.0) -> tuple[bytes, float]:
+        """A self-contained mp4 of the portrait saying `speech`, and its duration.
+
+        `start` (seconds on the turn's clock) continues the idle head motion from the segment before.
+        """
+        frames = self._renderers[avatar_id].frames(track, self.video_fps, speech.duration, start)
         mp4 = encode_mp4(frames, self.video_fps, speech.samples.astype(np.float32), speech.sample_rate)
         return mp4, frame_count(speech.duration, self.video_fps) / self.video_fps

@@ -118,7 +118,7 @@ class SadTalkerAnimator:
     def track(self, speech: Speech, text: str) -> Track:
         return self._portrait.track(speech, text)
 
-    def video(self, avatar_id: str, speech: Speech, track: Track) -> tuple[bytes, float]:
+    def video(self, avatar_id: str, speech: Speech, track: Track, start: float = 0.0) -> tuple[bytes, float]:
         mp4 = self._runner.render(self._images[avatar_id], speech)
         return mp4, _duration(mp4)
 
