@@ -40,9 +40,9 @@ def test_track_mouth_moves_with_the_voice(results: list[ReplyResult]) -> None:
 
 
 def test_video_mouth_moves_with_the_voice(results: list[ReplyResult]) -> None:
-    """Every reply's lag on target; the correlation's target on the median. In the picture a rounded mouth
-    (w, sh, oo) shows as much dark opening as a louder open vowel, so a reply dense with them (REPLIES[2])
-    correlates at 0.49-0.53 while the track's own correlation is 0.6 (bench/README.md, Lip-sync)."""
+    """Every reply's lag on target; the correlation's target on the median. The picture's dark opening is not
+    loudness: rounded lips (sh, w) show a dark opening for quiet sounds, so a reply dense with them
+    (REPLIES[2]) correlates at 0.53-0.58 in the video while its track is at about 0.6 (bench/README.md)."""
     lo, hi = TARGET_LAG
     for r in results:
         assert lo <= r.video.lag <= hi, f"video mouth offset out of [{lo}, {hi}] s: {_report(results, 'video')}"
