@@ -454,15 +454,17 @@ def _drivers(
 
     pucker = zeros()
     lips_arr = np.array(all_lips)
-    pucker[lips_arr, 0] = -0.28 * (xs[lips_arr] - mcx)
+    pucker[lips_arr, 0] = -0.34 * (xs[lips_arr] - mcx)
     pucker[upper_outer, 1] += -0.025 * mw
     pucker[lower_outer, 1] += 0.03 * mw
 
     funnel = zeros()
     profile = np.cos(np.clip(along, -1, 1) * np.pi / 2)
-    funnel[upper_inner, 1] = -0.05 * mw * profile[upper_inner]
-    funnel[lower_inner, 1] = 0.09 * mw * profile[lower_inner]
-    funnel[lips_arr, 0] += -0.12 * (xs[lips_arr] - mcx)
+    funnel[upper_inner, 1] = -0.07 * mw * profile[upper_inner]
+    funnel[lower_inner, 1] = 0.12 * mw * profile[lower_inner]
+    funnel[upper_outer, 1] = -0.045 * mw * profile[upper_outer]  # the lips move out with the opening
+    funnel[lower_outer, 1] = 0.08 * mw * profile[lower_outer]
+    funnel[lips_arr, 0] += -0.18 * (xs[lips_arr] - mcx)
 
     press = zeros()  # lips pressed thin: the outer edges move towards the line where the lips meet
     for outer, inner in ((OUTER_UPPER, INNER_UPPER), (OUTER_LOWER, INNER_LOWER)):
@@ -519,18 +521,25 @@ def _drivers(
     return drivers
 
 
-def mouth_texture(size: tuple[int, int] = (64, 64)) -> npt.NDArray[np.uint8]:
+def mouth_texture(size: tuple[int, int] = (128, 64)) -> npt.NDArray[np.uint8]:
     """The inside of a mouth in (u, v) space: upper teeth at the top, a dark cavity, the tongue below."""
     w, h = size
     u = np.linspace(-1.0, 1.0, w, dtype=np.float32)[None, :]
     v = np.linspace(0.0, 1.0, h, dtype=np.float32)[:, None]
-    depth = 1.0 - 0.55 * u**2  # darker towards the corners
-    img = np.zeros((h, w, 3), dtype=np.float32)
-    img[:] = np.array([62, 24, 28], dtype=np.float32) * depth[..., None]
-    teeth_bottom = 0.2 + 0.03 * np.cos(u * 9.0)  # a hint of separate teeth
-    teeth = (v < teeth_bottom).astype(np.float32) * (np.abs(u) < 0.85)
-    teeth_colour = np.array([222, 214, 200], dtype=np.float32) * (1.0 - 0.35 * u**2)[..., None]
-    img = img * (1 - teeth[..., None]) + teeth_colour * teeth[..., None]
-    tongue = _smoothstep((v - 0.72) / 0.18) * (1.0 - u**2)
-    img = img * (1 - tongue[..., None]) + np.array([150, 62, 70], dtype=np.float32) * tongue[..., None]
+    shade = (1.0 - 0.6 * u**2)[..., None]  # darker towards the corners
+    # The cavity: dark red, darker with depth.
+    cavity = np.array([74, 30, 34], dtype=np.float32) * (1.0 - 0.45 * _smoothstep(v / 0.6))[..., None]
+    img = cavity * shade
+    # The upper teeth: a band under the upper lip, its lower edge soft and slightly curved, a shadow under
+    # the lip, faint gaps between teeth (the two front ones wider).
+    bottom = 0.22 - 0.03 * u**2
+    teeth = np.clip((bottom - v) / 0.035, 0.0, 1.0) * _smoothstep((0.92 - np.abs(u)) / 0.1)
+    pos = np.abs(u) / 0.2  # a tooth every 0.2 of the half width, front teeth centred on u = 0
+    gaps = 1.0 - 0.12 * np.exp(-(((pos - np.round(pos)) / 0.05) ** 2)) * (np.abs(u) > 0.05)
+    lip_shadow = 0.75 + 0.25 * _smoothstep(v / 0.07)
+    colour = np.array([232, 226, 214], dtype=np.float32)[None, None, :] * (gaps * lip_shadow)[..., None]
+    img = img * (1 - teeth[..., None]) + colour * shade * teeth[..., None]
+    tongue = _smoothstep((v - 0.7) / 0.2) * (1.0 - u**2)
+    tongue_colour = np.array([156, 70, 76], dtype=np.float32) * (0.8 + 0.2 * v)[..., None]
+    img = img * (1 - tongue[..., None]) + tongue_colour * shade * tongue[..., None]
     return np.asarray(np.clip(img, 0, 255), dtype=np.uint8)

@@ -190,8 +190,11 @@ class PortraitRenderer:
         warped = cv2.remap(texture, map_x, map_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         region = frame[y0:y1, x0:x1]
         if src.shape[1] == 3:  # an opacity per pixel; the lips' inner edge blends over a pixel's width
+            # The edge is blended over the lips around it (a pixel out), not over what lies under them.
             covered = (label[: y1 - y0, : x1 - x0] > 0).astype(np.float32)
-            alpha = np.clip(channel(2), 0.0, 1.0) * cv2.GaussianBlur(covered, (3, 3), 0)
+            kernel = np.ones((3, 3), np.uint8)
+            opacity = cv2.dilate(np.clip(channel(2), 0.0, 1.0) * covered, kernel)
+            alpha = opacity * cv2.GaussianBlur(cv2.dilate(covered, kernel), (3, 3), 0)
             alpha3 = alpha[..., None]
             region[:] = (region * (1 - alpha3) + warped * alpha3 + 0.5).astype(np.uint8)
         elif step > 1:

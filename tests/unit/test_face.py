@@ -110,4 +110,4 @@ def test_the_served_face_is_the_same_model() -> None:
     assert max(data["triangles"]) < n and max(data["mouthTriangles"]) < n  # type: ignore[type-var]
     for d in data["drivers"]:  # type: ignore[attr-defined]
         assert len(d["offsets"]) == 2 * n
-    assert face_model.mouth_texture().shape == (64, 64, 3)
+    assert face_model.mouth_texture().shape == (64, 128, 3)
