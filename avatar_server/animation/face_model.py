@@ -533,7 +533,7 @@ def mouth_texture(size: tuple[int, int] = (128, 64)) -> npt.NDArray[np.uint8]:
     # The upper teeth: a band under the upper lip, its lower edge soft and slightly curved, a shadow under
     # the lip, faint gaps between teeth (the two front ones wider).
     bottom = 0.22 - 0.03 * u**2
-    teeth = np.clip((bottom - v) / 0.035, 0.0, 1.0) * _smoothstep(np.asarray((0.92 - np.abs(u)) / 0.1, dtype=np.float32))
+    teeth = np.clip((bottom - v) / 0.035, 0.0, 1.0) * _smoothstep((0.92 - np.abs(u)) / 0.1)
     pos = np.abs(u) / 0.2  # a tooth every 0.2 of the half width, front teeth centred on u = 0
     gaps = 1.0 - 0.12 * np.exp(-(((pos - np.round(pos)) / 0.05) ** 2)) * (np.abs(u) > 0.05)
     lip_shadow = 0.75 + 0.25 * _smoothstep(v / 0.07)
