@@ -137,6 +137,7 @@ export function AvatarChatWidget({
     if (video && !liveOn) return;
     const canvas = canvasRef.current;
     const renderer = canvas ? new FaceRenderer(canvas) : null;
+    if (canvas) canvas.dataset.frames = "0";
     if (renderer && face) {
       try {
         renderer.setFace(face.face, face.images);

@@ -4,8 +4,12 @@
  *
  * Per frame: pose the vertices (drivers, lips meet, head motion), then two draw calls over one position
  * buffer: the skin triangles textured from the portrait at the rest vertices, and the mouth triangles textured
- * from the mouth image at (u, v) with per-vertex opacity, blended over the skin. Without WebGL the canvas shows
- * the still portrait (canvas 2D).
+ * from the mouth image at (u, v) with per-vertex opacity, blended over the skin. As the server's frame starts as
+ * a copy of the still portrait, the skin draw starts with two triangles (four extra vertices after the face's)
+ * that copy the portrait, unmoved, over the box around the inner lips, the one place the skin leaves open:
+ * between the lips the portrait shows until the mouth image fades in. Like the server, the portrait is resized
+ * once to the canvas's size and then sampled bilinearly (cheap enough for SwiftShader, WebGL on the CPU).
+ * Without WebGL the canvas shows the still portrait (canvas 2D).
  */
 
 import { mouthUva, pose, type FaceData } from "./faceMesh";
@@ -103,7 +107,7 @@ export class FaceRenderer {
   constructor(private readonly canvas: HTMLCanvasElement) {
     const options: WebGLContextAttributes = {
       alpha: false,
-      antialias: true,
+      antialias: false, // as the server's renderer; multisampling costs a CPU-rendered WebGL dearly
       depth: false,
       stencil: false,
       premultipliedAlpha: false,
@@ -133,7 +137,7 @@ export class FaceRenderer {
     this.face = face;
     this.images = images;
     const n = face.vertices.length / 2;
-    this.posed = new Float32Array(2 * n);
+    this.posed = new Float32Array(2 * n + 8);
     this.uva = new Float32Array(3 * n);
     if (this.gl && !this.lost) {
       this.release();
@@ -153,13 +157,27 @@ export class FaceRenderer {
     const gl = this.gl;
     const res = this.res;
     if (!gl || !res || this.lost) return;
-    pose(face, weights, t, this.posed);
-    mouthUva(face, this.posed, this.uva);
+    const posed = this.posed;
+    pose(face, weights, t, posed);
+    mouthUva(face, posed, this.uva);
+    // The box around the inner lips now (and a pixel or two more), where the portrait shows unmoved.
+    const n2 = face.vertices.length;
+    let [x0, y0, x1, y1] = [1, 1, 0, 0];
+    for (const v of face.mouthRing) {
+      x0 = Math.min(x0, posed[2 * v]);
+      x1 = Math.max(x1, posed[2 * v]);
+      y0 = Math.min(y0, posed[2 * v + 1]);
+      y1 = Math.max(y1, posed[2 * v + 1]);
+    }
+    const pad = 2 / Math.max(1, this.canvas.width);
+    posed.set([x0 - pad, y0 - pad, x1 + pad, y0 - pad, x1 + pad, y1 + pad, x0 - pad, y1 + pad], n2);
     gl.viewport(0, 0, gl.drawingBufferWidth, gl.drawingBufferHeight);
+    gl.bindBuffer(gl.ARRAY_BUFFER, res.texcoord);
+    gl.bufferSubData(gl.ARRAY_BUFFER, 4 * n2, posed.subarray(n2));
     gl.bindBuffer(gl.ARRAY_BUFFER, res.position);
-    gl.bufferSubData(gl.ARRAY_BUFFER, 0, this.posed);
+    gl.bufferSubData(gl.ARRAY_BUFFER, 0, posed);
 
-    // 1. The skin, textured from the portrait at the rest vertices.
+    // 1. The still portrait, then the skin over it, textured from the portrait at the rest vertices.
     gl.disable(gl.BLEND);
     gl.useProgram(res.skin.program);
     this.attrib(gl, res.skin.attribs.position, res.position, 2);
@@ -236,7 +254,15 @@ export class FaceRenderer {
 
   private upload(gl: GL, face: FaceData, images: FaceImages): Resources {
     const n = face.vertices.length / 2;
-    if (n > 65535) throw new Error("face: too many vertices for 16-bit indices");
+    if (n + 4 > 65535) throw new Error("face: too many vertices for 16-bit indices");
+    // Vertices n..n+3: the box where the still portrait shows between the lips (set per frame, as texture
+    // coordinates too: the portrait there is not moved).
+    const positions = new Float32Array(2 * n + 8);
+    const texcoords = new Float32Array(2 * n + 8);
+    texcoords.set(face.vertices);
+    const skinIndices = new Uint16Array(6 + face.triangles.length);
+    skinIndices.set([n, n + 1, n + 2, n, n + 2, n + 3]);
+    skinIndices.set(face.triangles, 6);
     const buffer = (target: number, data: BufferSource, usage: number): WebGLBuffer => {
       const b = gl.createBuffer();
       if (!b) throw new Error("WebGL: no buffer");
@@ -249,14 +275,14 @@ export class FaceRenderer {
     return {
       skin,
       mouth,
-      position: buffer(gl.ARRAY_BUFFER, new Float32Array(2 * n), gl.DYNAMIC_DRAW),
-      texcoord: buffer(gl.ARRAY_BUFFER, Float32Array.from(face.vertices), gl.STATIC_DRAW),
+      position: buffer(gl.ARRAY_BUFFER, positions, gl.DYNAMIC_DRAW),
+      texcoord: buffer(gl.ARRAY_BUFFER, texcoords, gl.STATIC_DRAW),
       uva: buffer(gl.ARRAY_BUFFER, new Float32Array(3 * n), gl.DYNAMIC_DRAW),
-      skinIndex: buffer(gl.ELEMENT_ARRAY_BUFFER, Uint16Array.from(face.triangles), gl.STATIC_DRAW),
+      skinIndex: buffer(gl.ELEMENT_ARRAY_BUFFER, skinIndices, gl.STATIC_DRAW),
       mouthIndex: buffer(gl.ELEMENT_ARRAY_BUFFER, Uint16Array.from(face.mouthTriangles), gl.STATIC_DRAW),
-      portrait: texture(gl, images.portrait, true),
-      mouthTexture: texture(gl, images.mouth, false),
-      skinCount: face.triangles.length,
+      portrait: texture(gl, resized(images.portrait, this.canvas.width, this.canvas.height)),
+      mouthTexture: texture(gl, images.mouth),
+      skinCount: skinIndices.length,
       mouthCount: face.mouthTriangles.length,
       mouthSize: sizeOf(images.mouth),
     };
@@ -289,23 +315,33 @@ function program(gl: GL, vs: string, fs: string, attribs: string[], uniforms: st
   };
 }
 
-function texture(gl: GL, image: TexImageSource, mipmaps: boolean): WebGLTexture {
+function texture(gl: GL, image: TexImageSource): WebGLTexture {
   const t = gl.createTexture();
   if (!t) throw new Error("WebGL: no texture");
   gl.bindTexture(gl.TEXTURE_2D, t);
   gl.pixelStorei(gl.UNPACK_FLIP_Y_WEBGL, false); // the image's top row is v = 0, as in the face model
   gl.pixelStorei(gl.UNPACK_PREMULTIPLY_ALPHA_WEBGL, false);
   gl.texImage2D(gl.TEXTURE_2D, 0, gl.RGBA, gl.RGBA, gl.UNSIGNED_BYTE, image);
-  const [w, h] = sizeOf(image);
-  const pot = (x: number) => x > 0 && (x & (x - 1)) === 0;
-  // The portrait is drawn smaller than it is: mipmaps where the context allows them (WebGL 2, or a power of two).
-  const mip = mipmaps && (typeof WebGL2RenderingContext !== "undefined" && gl instanceof WebGL2RenderingContext || (pot(w) && pot(h)));
-  if (mip) gl.generateMipmap(gl.TEXTURE_2D);
-  gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MIN_FILTER, mip ? gl.LINEAR_MIPMAP_LINEAR : gl.LINEAR);
+  gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MIN_FILTER, gl.LINEAR);
   gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_MAG_FILTER, gl.LINEAR);
   gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_WRAP_S, gl.CLAMP_TO_EDGE);
   gl.texParameteri(gl.TEXTURE_2D, gl.TEXTURE_WRAP_T, gl.CLAMP_TO_EDGE);
   return t;
+}
+
+/** The portrait at the canvas's size (smoothly, once), as the server resizes its crop before warping it. */
+function resized(image: TexImageSource & CanvasImageSource, width: number, height: number): TexImageSource {
+  const [w, h] = sizeOf(image);
+  if (w === width && h === height) return image;
+  const canvas = document.createElement("canvas");
+  canvas.width = width;
+  canvas.height = height;
+  const ctx = canvas.getContext("2d");
+  if (!ctx) return image;
+  ctx.imageSmoothingEnabled = true;
+  ctx.imageSmoothingQuality = "high";
+  ctx.drawImage(image, 0, 0, width, height);
+  return canvas;
 }
 
 /** Loads an image (for a texture), with CORS allowed so a bridge on another origin works too. */
