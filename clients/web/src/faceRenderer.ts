@@ -7,7 +7,10 @@
  * from the mouth image at (u, v) with per-vertex opacity, blended over the skin. As the server's frame starts as
  * a copy of the still portrait, the skin draw starts with two triangles (four extra vertices after the face's)
  * that copy the portrait, unmoved, over the box around the inner lips, the one place the skin leaves open:
- * between the lips the portrait shows until the mouth image fades in. Like the server, the portrait is resized
+ * between the lips the portrait shows until the mouth image fades in. As the server blends the opening's edge a
+ * pixel out over the lips, the mouth triangles are drawn a pixel larger (the inner lips' vertices moved a pixel
+ * up, down or, at the corners, sideways), so no portrait pixel of the lips' inner edge (teeth, in a smiling
+ * portrait) shows as a seam. Like the server, the portrait is resized
  * once to the canvas's size and then sampled bilinearly (cheap enough for SwiftShader, WebGL on the CPU).
  * Without WebGL the canvas shows the still portrait (canvas 2D).
  */
@@ -69,7 +72,7 @@ interface Resources {
   mouth: Program;
   position: WebGLBuffer;
   texcoord: WebGLBuffer;
-  uva: WebGLBuffer;
+  mouthVertices: WebGLBuffer; // x, y, u, v, alpha per vertex
   skinIndex: WebGLBuffer;
   mouthIndex: WebGLBuffer;
   portrait: WebGLTexture;
@@ -102,6 +105,7 @@ export class FaceRenderer {
   private images: FaceImages | null = null;
   private posed = new Float32Array(0);
   private uva = new Float32Array(0);
+  private mouthVerts = new Float32Array(0); // per vertex x, y, u, v, alpha: the mouth's own draw
   private lost = false;
 
   constructor(private readonly canvas: HTMLCanvasElement) {
@@ -139,6 +143,7 @@ export class FaceRenderer {
     const n = face.vertices.length / 2;
     this.posed = new Float32Array(2 * n + 8);
     this.uva = new Float32Array(3 * n);
+    this.mouthVerts = new Float32Array(5 * n);
     if (this.gl && !this.lost) {
       this.release();
       this.res = this.upload(this.gl, face, images);
@@ -198,13 +203,24 @@ export class FaceRenderer {
       }
     }
     if (open) {
-      gl.bindBuffer(gl.ARRAY_BUFFER, res.uva);
-      gl.bufferSubData(gl.ARRAY_BUFFER, 0, this.uva);
+      const mv = this.mouthVerts;
+      const uva = this.uva;
+      const ring = face.mouthRing;
+      const last = Math.floor(ring.length / 2); // the upper lip is ring[0..last], corners included
+      const grow = 1 / Math.max(1, this.canvas.width);
+      ring.forEach((v, i) => {
+        const [dx, dy] = i === 0 ? [-grow, 0] : i === last ? [grow, 0] : i < last ? [0, -grow] : [0, grow];
+        mv.set([posed[2 * v] + dx, posed[2 * v + 1] + dy, uva[3 * v], uva[3 * v + 1], uva[3 * v + 2]], 5 * v);
+      });
+      gl.bindBuffer(gl.ARRAY_BUFFER, res.mouthVertices);
+      gl.bufferSubData(gl.ARRAY_BUFFER, 0, mv);
       gl.enable(gl.BLEND);
       gl.blendFunc(gl.SRC_ALPHA, gl.ONE_MINUS_SRC_ALPHA);
       gl.useProgram(res.mouth.program);
-      this.attrib(gl, res.mouth.attribs.position, res.position, 2);
-      this.attrib(gl, res.mouth.attribs.uva, res.uva, 3);
+      gl.enableVertexAttribArray(res.mouth.attribs.position);
+      gl.vertexAttribPointer(res.mouth.attribs.position, 2, gl.FLOAT, false, 20, 0);
+      gl.enableVertexAttribArray(res.mouth.attribs.uva);
+      gl.vertexAttribPointer(res.mouth.attribs.uva, 3, gl.FLOAT, false, 20, 8);
       gl.bindTexture(gl.TEXTURE_2D, res.mouthTexture);
       gl.uniform1i(res.mouth.uniforms.mouth, 0);
       gl.uniform2f(res.mouth.uniforms.mouthSize, res.mouthSize[0], res.mouthSize[1]);
@@ -246,7 +262,7 @@ export class FaceRenderer {
     const res = this.res;
     this.res = null;
     if (!gl || !res || this.lost) return;
-    for (const b of [res.position, res.texcoord, res.uva, res.skinIndex, res.mouthIndex]) gl.deleteBuffer(b);
+    for (const b of [res.position, res.texcoord, res.mouthVertices, res.skinIndex, res.mouthIndex]) gl.deleteBuffer(b);
     gl.deleteTexture(res.portrait);
     gl.deleteTexture(res.mouthTexture);
     for (const p of [res.skin, res.mouth]) gl.deleteProgram(p.program);
@@ -277,7 +293,7 @@ export class FaceRenderer {
       mouth,
       position: buffer(gl.ARRAY_BUFFER, positions, gl.DYNAMIC_DRAW),
       texcoord: buffer(gl.ARRAY_BUFFER, texcoords, gl.STATIC_DRAW),
-      uva: buffer(gl.ARRAY_BUFFER, new Float32Array(3 * n), gl.DYNAMIC_DRAW),
+      mouthVertices: buffer(gl.ARRAY_BUFFER, new Float32Array(5 * n), gl.DYNAMIC_DRAW),
       skinIndex: buffer(gl.ELEMENT_ARRAY_BUFFER, skinIndices, gl.STATIC_DRAW),
       mouthIndex: buffer(gl.ELEMENT_ARRAY_BUFFER, Uint16Array.from(face.mouthTriangles), gl.STATIC_DRAW),
       portrait: texture(gl, resized(images.portrait, this.canvas.width, this.canvas.height)),
