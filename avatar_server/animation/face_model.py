@@ -7,8 +7,9 @@ same face from the same data, which `GetAvatarFace` serves. A face is:
   478-point face mesh found once per portrait (`make landmarks`), a fixed ring around the head and the
   crop's border.
 - `triangles`: the skin, textured from the portrait at the vertices' rest positions.
-- `mouth_triangles`: the inside of the lips, textured from the mouth image (dark cavity, upper teeth,
-  tongue) at per-frame coordinates (below).
+- `mouth_triangles`: the inside of the lips. They are drawn twice: first with the skin, from the portrait
+  at their rest positions (a portrait's own smile, or nothing where its lips are closed), then from the
+  mouth image (dark cavity, upper teeth, tongue) at per-frame coordinates and opacity (below), over it.
 - `drivers`: morph targets. A driver's amount is `clamp(sum(weight[name] * k for name, k in inputs), 0, 1)`
   over the ARKit weights of the animation track; it moves every vertex by `amount * offsets[vertex]`.
 - `lip_pairs`: the inner lips' (upper, lower) vertex pairs. After the drivers, a lower point above its
@@ -19,11 +20,14 @@ same face from the same data, which `GetAvatarFace` serves. A face is:
   portrait); a vertex takes part in proportion to its `head_weights`
   (1 on the face, 0 on the ring and the border, so the background stays still).
 - The mouth, per frame: the inner lips' vertex i of n has u = i / (n - 1); upper-lip vertices and the
-  corners have v = 0; a lower-lip vertex has v = clamp((gap - rest_gap) / cavity_height, 0, 1), gap being
-  its distance below its upper partner now and rest_gap in the still portrait. Teeth therefore show first
-  and keep their size, the tongue only when the mouth is wide open. The mouth is drawn over the portrait
-  with opacity clamp((gap - rest_gap) / fade, 0, 1) at a lower-lip vertex, the same at its upper
-  partner, 0 at the corners: a portrait's own closed lips or smile show until the mouth opens further.
+  corners have v = 0; a lower-lip vertex has v = clamp(gap / cavity_height, 0, 1), gap being its distance
+  below its upper partner now. Teeth therefore show first and keep their size, the tongue only when the
+  mouth is wide open. Its opacity is clamp((gap - rest_gap) / fade, 0, 1) at a lower-lip vertex (rest_gap:
+  the gap in the still portrait), the same at its upper partner, 0 at the corners: a portrait's own closed
+  lips or smile show until the mouth opens further. Lips closing tighter than in the portrait (gap <
+  rest_gap, a smiling portrait saying M) show the dark cavity (v = 0.5) with opacity
+  clamp((rest_gap - gap) / fade, 0, 1), not the portrait's teeth squeezed into a line.
+- A frame is the still portrait where no triangle moved (the crop's border, the background).
 
 Everything here is computed once per avatar; rendering is the five steps above, in that order.
 """
@@ -154,9 +158,12 @@ class FaceMesh:
         for i, v in enumerate(ring[:n]):
             uva[v, 0] = i / (n - 1)
         for (up, lo), rest, i in zip(self.lip_pairs, self.rest_gaps, range(1, n - 1), strict=True):
-            extra = float(posed[lo, 1] - posed[up, 1]) - rest
-            alpha = min(1.0, max(0.0, extra / self.fade))
-            uva[lo] = (i / (n - 1), min(1.0, max(0.0, extra / self.cavity_height)), alpha)
+            gap = float(posed[lo, 1] - posed[up, 1])
+            if gap >= rest:
+                v, alpha = min(1.0, gap / self.cavity_height), min(1.0, (gap - rest) / self.fade)
+            else:
+                v, alpha = 0.5, min(1.0, (rest - gap) / self.fade)
+            uva[lo] = (i / (n - 1), max(0.0, v), alpha)
             uva[up, 2] = alpha
         return uva
 
@@ -176,6 +183,7 @@ class FaceMesh:
             "restGaps": [round(g, 5) for g in self.rest_gaps],
             "cavityHeight": round(self.cavity_height, 5),
             "fade": round(self.fade, 5),
+            "mouthBox": [round(c, 5) for c in self.mouth_box],
             "drivers": [{"name": d.name, "inputs": d.inputs, "offsets": r(d.offsets)} for d in self.drivers],
             "head": {
                 "pivot": list(self.head_pivot),

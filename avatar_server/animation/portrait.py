@@ -86,7 +86,8 @@ class PortraitRenderer:
         )
         self._mouth: Image = mouth_texture()
         self._rest = self.mesh.vertices * size
-        self._skin = self.mesh.triangles
+        # The inside of the lips is skin too (the portrait at rest), then the mouth image goes over it.
+        self._skin = np.vstack([self.mesh.triangles, self.mesh.mouth_triangles])
         self._mouth_tris = self.mesh.mouth_triangles
 
     @property
@@ -177,6 +178,12 @@ class PortraitRenderer:
         else:
             none[0, 2, :] = -1.0
         maps = np.concatenate([none, maps])
+        covered = label > 0
+        kernel = np.ones((3, 3), np.uint8)
+        if src.shape[1] == 3:
+            # The mouth's edge is blended a pixel out over the lips: there its nearest triangle's map goes on.
+            grown = cv2.dilate(label.astype(np.float32), kernel).astype(np.int32)
+            label = np.where(covered, label, grown)
         gx = (bx0 + half + step * np.arange(gw, dtype=np.float32))[None, :]
         gy = (by0 + half + step * np.arange(gh, dtype=np.float32))[:, None]
 
@@ -190,17 +197,15 @@ class PortraitRenderer:
         warped = cv2.remap(texture, map_x, map_y, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         region = frame[y0:y1, x0:x1]
         if src.shape[1] == 3:  # an opacity per pixel; the lips' inner edge blends over a pixel's width
-            # The edge is blended over the lips around it (a pixel out), not over what lies under them.
-            covered = (label[: y1 - y0, : x1 - x0] > 0).astype(np.float32)
-            kernel = np.ones((3, 3), np.uint8)
-            opacity = cv2.dilate(np.clip(channel(2), 0.0, 1.0) * covered, kernel)
-            alpha = opacity * cv2.GaussianBlur(cv2.dilate(covered, kernel), (3, 3), 0)
+            inside = covered[: y1 - y0, : x1 - x0].astype(np.float32)
+            edge = cv2.GaussianBlur(cv2.dilate(inside, kernel), (3, 3), 0)
+            alpha = np.clip(channel(2), 0.0, 1.0) * edge
             alpha3 = alpha[..., None]
             region[:] = (region * (1 - alpha3) + warped * alpha3 + 0.5).astype(np.uint8)
         elif step > 1:
             region[:] = warped
         else:
-            covered_mask = label[: y1 - y0, : x1 - x0] > 0
+            covered_mask = covered[: y1 - y0, : x1 - x0]
             region[covered_mask] = warped[covered_mask]
 
     def frames(self, track: Track, fps: float, duration: float, start: float = 0.0) -> Iterator[Image]:

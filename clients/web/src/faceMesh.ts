@@ -112,10 +112,13 @@ export function mouthUva(face: FaceData, posed: Float32Array, out?: Float32Array
   for (let i = 0; i < n; i++) uva[3 * ring[i]] = i / (n - 1);
   face.lipPairs.forEach(([up, lo], j) => {
     const i = j + 1;
-    const extra = posed[2 * lo + 1] - posed[2 * up + 1] - face.restGaps[j];
-    const alpha = clamp01(extra / face.fade);
+    const gap = posed[2 * lo + 1] - posed[2 * up + 1];
+    const rest = face.restGaps[j];
+    // Open further than in the portrait: the mouth image from its top (teeth first). Closed tighter (a
+    // smiling portrait saying M): the dark cavity, not the portrait's teeth squeezed into a line.
+    const alpha = clamp01(Math.abs(gap - rest) / face.fade);
     uva[3 * lo] = i / (n - 1);
-    uva[3 * lo + 1] = clamp01(extra / face.cavityHeight);
+    uva[3 * lo + 1] = gap >= rest ? clamp01(gap / face.cavityHeight) : 0.5;
     uva[3 * lo + 2] = alpha;
     uva[3 * up + 2] = alpha;
   });

@@ -3,11 +3,9 @@
  * server's piecewise-affine renderer (avatar_server/animation/portrait.py).
  *
  * Per frame: pose the vertices (drivers, lips meet, head motion), then two draw calls over one position
- * buffer: the skin triangles textured from the portrait at the rest vertices, and the mouth triangles textured
- * from the mouth image at (u, v) with per-vertex opacity, blended over the skin. As the server's frame starts as
- * a copy of the still portrait, the skin draw starts with two triangles (four extra vertices after the face's)
- * that copy the portrait, unmoved, over the box around the inner lips, the one place the skin leaves open:
- * between the lips the portrait shows until the mouth image fades in. As the server blends the opening's edge a
+ * buffer: the skin triangles and the mouth triangles textured from the portrait at the rest vertices (between
+ * the lips the portrait shows until the mouth image fades in), then the mouth triangles textured from the mouth
+ * image at (u, v) with per-vertex opacity, blended over the skin. As the server blends the opening's edge a
  * pixel out over the lips, the mouth triangles are drawn a pixel larger (the inner lips' vertices moved a pixel
  * up, down or, at the corners, sideways), so no portrait pixel of the lips' inner edge (teeth, in a smiling
  * portrait) shows as a seam. Like the server, the portrait is resized
@@ -141,7 +139,7 @@ export class FaceRenderer {
     this.face = face;
     this.images = images;
     const n = face.vertices.length / 2;
-    this.posed = new Float32Array(2 * n + 8);
+    this.posed = new Float32Array(2 * n);
     this.uva = new Float32Array(3 * n);
     this.mouthVerts = new Float32Array(5 * n);
     if (this.gl && !this.lost) {
@@ -165,24 +163,11 @@ export class FaceRenderer {
     const posed = this.posed;
     pose(face, weights, t, posed);
     mouthUva(face, posed, this.uva);
-    // The box around the inner lips now (and a pixel or two more), where the portrait shows unmoved.
-    const n2 = face.vertices.length;
-    let [x0, y0, x1, y1] = [1, 1, 0, 0];
-    for (const v of face.mouthRing) {
-      x0 = Math.min(x0, posed[2 * v]);
-      x1 = Math.max(x1, posed[2 * v]);
-      y0 = Math.min(y0, posed[2 * v + 1]);
-      y1 = Math.max(y1, posed[2 * v + 1]);
-    }
-    const pad = 2 / Math.max(1, this.canvas.width);
-    posed.set([x0 - pad, y0 - pad, x1 + pad, y0 - pad, x1 + pad, y1 + pad, x0 - pad, y1 + pad], n2);
     gl.viewport(0, 0, gl.drawingBufferWidth, gl.drawingBufferHeight);
-    gl.bindBuffer(gl.ARRAY_BUFFER, res.texcoord);
-    gl.bufferSubData(gl.ARRAY_BUFFER, 4 * n2, posed.subarray(n2));
     gl.bindBuffer(gl.ARRAY_BUFFER, res.position);
     gl.bufferSubData(gl.ARRAY_BUFFER, 0, posed);
 
-    // 1. The still portrait, then the skin over it, textured from the portrait at the rest vertices.
+    // 1. The skin and the inside of the lips, textured from the portrait at the rest vertices.
     gl.disable(gl.BLEND);
     gl.useProgram(res.skin.program);
     this.attrib(gl, res.skin.attribs.position, res.position, 2);
@@ -270,15 +255,12 @@ export class FaceRenderer {
 
   private upload(gl: GL, face: FaceData, images: FaceImages): Resources {
     const n = face.vertices.length / 2;
-    if (n + 4 > 65535) throw new Error("face: too many vertices for 16-bit indices");
-    // Vertices n..n+3: the box where the still portrait shows between the lips (set per frame, as texture
-    // coordinates too: the portrait there is not moved).
-    const positions = new Float32Array(2 * n + 8);
-    const texcoords = new Float32Array(2 * n + 8);
-    texcoords.set(face.vertices);
-    const skinIndices = new Uint16Array(6 + face.triangles.length);
-    skinIndices.set([n, n + 1, n + 2, n, n + 2, n + 3]);
-    skinIndices.set(face.triangles, 6);
+    if (n > 65535) throw new Error("face: too many vertices for 16-bit indices");
+    const positions = new Float32Array(2 * n);
+    const texcoords = Float32Array.from(face.vertices);
+    const skinIndices = new Uint16Array(face.triangles.length + face.mouthTriangles.length);
+    skinIndices.set(face.triangles);
+    skinIndices.set(face.mouthTriangles, face.triangles.length);
     const buffer = (target: number, data: BufferSource, usage: number): WebGLBuffer => {
       const b = gl.createBuffer();
       if (!b) throw new Error("WebGL: no buffer");
