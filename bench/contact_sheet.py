@@ -73,7 +73,7 @@ def sheet(renderer: PortraitRenderer, title: str) -> npt.NDArray[np.uint8]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--avatar", help="avatar id (default: the configured default avatar)")
+    parser.add_argument("--avatar", help="one avatar id (default: every avatar, one sheet under the other)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "mouth_visemes.png")
     args = parser.parse_args()
 
@@ -85,13 +85,19 @@ def main() -> None:
 
     settings = Settings()
     avatars = load_avatars(settings.avatars_dir)
-    avatar_id = args.avatar or settings.default_avatar
+    ids = [args.avatar] if args.avatar else list(avatars)
     animator = PortraitAnimator(
-        {avatar_id: avatars[avatar_id]}, video_fps=settings.video_fps, video_size=settings.video_size
+        {i: avatars[i] for i in ids}, video_fps=settings.video_fps, video_size=settings.video_size
     )
-    renderer = animator._renderers[avatar_id]
-    title = f"{avatars[avatar_id].name}: mouth for visemes at full weight ({settings.video_size} px, crops {SCALE}x)"
-    image = sheet(renderer, title)
+    sheets = [
+        sheet(animator._renderers[i], f"{avatars[i].name}: mouth for visemes at full weight "
+              f"({settings.video_size} px, crops {SCALE}x)")
+        for i in ids
+    ]  # fmt: skip
+    width = max(s.shape[1] for s in sheets)
+    image = np.concatenate(
+        [np.pad(s, ((0, 0), (0, width - s.shape[1]), (0, 0)), constant_values=255) for s in sheets], axis=0
+    )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(args.out), cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 9])
     print(f"wrote {args.out} ({image.shape[1]}x{image.shape[0]} px)")

@@ -25,7 +25,7 @@ same face from the same data, which `GetAvatarFace` serves. A face is:
   mouth is wide open. Its opacity is clamp((gap - rest_gap) / fade, 0, 1) at a lower-lip vertex (rest_gap:
   the gap in the still portrait), the same at its upper partner, 0 at the corners: a portrait's own closed
   lips or smile show until the mouth opens further. Lips closing tighter than in the portrait (gap <
-  rest_gap, a smiling portrait saying M) show the dark cavity (v = 0.5) with opacity
+  rest_gap, a smiling portrait saying M) show the dark cavity (v = 0.5 at both lips) with opacity
   clamp((rest_gap - gap) / fade, 0, 1), not the portrait's teeth squeezed into a line.
 - A frame is the still portrait where no triangle moved (the crop's border, the background).
 
@@ -164,7 +164,7 @@ class FaceMesh:
             else:
                 v, alpha = 0.5, min(1.0, (rest - gap) / self.fade)
             uva[lo] = (i / (n - 1), max(0.0, v), alpha)
-            uva[up, 2] = alpha
+            uva[up, 1:] = (0.0 if gap >= rest else 0.5, alpha)
         return uva
 
     def as_dict(self) -> dict[str, object]:

@@ -120,6 +120,7 @@ export function mouthUva(face: FaceData, posed: Float32Array, out?: Float32Array
     uva[3 * lo] = i / (n - 1);
     uva[3 * lo + 1] = gap >= rest ? clamp01(gap / face.cavityHeight) : 0.5;
     uva[3 * lo + 2] = alpha;
+    uva[3 * up + 1] = gap >= rest ? 0 : 0.5;
     uva[3 * up + 2] = alpha;
   });
   return uva;
