@@ -160,10 +160,10 @@ class FaceMesh:
         for (up, lo), rest, i in zip(self.lip_pairs, self.rest_gaps, range(1, n - 1), strict=True):
             gap = float(posed[lo, 1] - posed[up, 1])
             if gap >= rest:
-                v, alpha = min(1.0, gap / self.cavity_height), min(1.0, (gap - rest) / self.fade)
+                depth, alpha = min(1.0, gap / self.cavity_height), min(1.0, (gap - rest) / self.fade)
             else:
-                v, alpha = 0.5, min(1.0, (rest - gap) / self.fade)
-            uva[lo] = (i / (n - 1), max(0.0, v), alpha)
+                depth, alpha = 0.5, min(1.0, (rest - gap) / self.fade)
+            uva[lo] = (i / (n - 1), max(0.0, depth), alpha)
             uva[up, 1:] = (0.0 if gap >= rest else 0.5, alpha)
         return uva
 
