@@ -46,10 +46,10 @@ def store(yaml_path: Path, points: list[tuple[float, float]]) -> None:
     text = yaml_path.read_text(encoding="utf-8")
     # Drop any earlier landmarks (and their comment lines) inside the portrait section.
     text = re.sub(r"(?m)^  # \d+ points of MediaPipe.*\n(^  #.*\n)*", "", text)
-    text = re.sub(r"(?ms)^  landmarks:\n(^    .*\n|^\s*\n)*", "", text)
+    text = re.sub(r"(?m)^  landmarks:\n(^    .*\n|^[ \t]*\n)*", "", text)
     if not re.search(r"(?m)^portrait:\n", text):
         raise SystemExit(f"{yaml_path} has no 'portrait:' section")
-    match = re.search(r"(?ms)^portrait:\n(^  .*\n)*", text)
+    match = re.search(r"(?m)^portrait:\n(^  .*\n)*", text)
     assert match is not None
     end = match.end()
     text = text[:end] + block(points) + text[end:]

@@ -112,3 +112,26 @@ def test_the_served_face_is_the_same_model() -> None:
     for d in data["drivers"]:  # type: ignore[attr-defined]
         assert len(d["offsets"]) == 2 * n
     assert face_model.mouth_texture().shape == (64, 128, 3)
+
+
+def test_make_landmarks_stores_the_points_in_the_avatar_file(tmp_path: Path) -> None:
+    """The storing half of scripts/face_landmarks.py (the finding half needs MediaPipe's own environment)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "face_landmarks", AVATARS.parents[1] / "scripts" / "face_landmarks.py"
+    )
+    assert spec and spec.loader
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    source = (AVATARS / "eileen.yaml").read_text(encoding="utf-8")
+    before = source[: source.index("  # 478 points")]  # the file as a person writes it, before `make landmarks`
+    path = tmp_path / "new.yaml"
+    path.write_text(before + "extra: kept\n", encoding="utf-8")
+    points = [(float(i), float(2 * i)) for i in range(478)]
+    tool.store(path, points)
+    tool.store(path, [(x + 1, y) for x, y in points])  # again: replaced, not added
+    avatar = load_avatars(tmp_path)["eileen"]
+    assert avatar.portrait.landmarks.points[5] == (6.0, 10.0) and len(avatar.portrait.landmarks.points) == 478
+    text = path.read_text(encoding="utf-8")
+    assert text.count("landmarks:") == 1 and "extra: kept" in text and "package: skimage" in text
