@@ -97,6 +97,7 @@ bench: setup
 	$(BIN)/python bench/bench_converse.py
 	$(BIN)/python bench/bench_load.py
 	$(BIN)/python bench/lipsync.py
+	$(BIN)/python bench/lipsync.py --avatar eileen --out bench/results/lipsync-eileen.json
 	$(BIN)/python bench/contact_sheet.py
 	$(BIN)/python bench/bench_face.py
 

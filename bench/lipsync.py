@@ -216,10 +216,10 @@ class ReplyResult:
     audio_shift: float
 
 
-def measure(tts: TextToSpeech, animator: PortraitAnimator, avatar_id: str, text: str) -> ReplyResult:
-    """Synthesize one reply, build its track and its MP4, and measure both offsets."""
-    voice = tts.capabilities.voices[0]
-    speech = tts.synthesize(text, voice=voice.id, language=voice.languages[0])
+def measure(tts: TextToSpeech, animator: PortraitAnimator, avatar_id: str, text: str, voice: str = "") -> ReplyResult:
+    """Synthesize one reply (in `voice`, else the engine's first), build its track and MP4, measure both offsets."""
+    spec = next((v for v in tts.capabilities.voices if v.id == voice), tts.capabilities.voices[0])
+    speech = tts.synthesize(text, voice=spec.id, language=spec.languages[0])
     track = animator.track(speech, text)
     mp4, _ = animator.video(avatar_id, speech, track)
     renderer = animator._renderers[avatar_id]
@@ -232,8 +232,9 @@ def measure(tts: TextToSpeech, animator: PortraitAnimator, avatar_id: str, text:
     )
 
 
-def build_engines() -> tuple[TextToSpeech, PortraitAnimator, str]:
-    """The real Piper voice and the embedded animator with the configured avatars, as the server builds them."""
+def build_engines(avatar_id: str = "") -> tuple[TextToSpeech, PortraitAnimator, str, str]:
+    """An avatar's voice engine (the default avatar's: Piper) and the embedded animator, as the server builds
+    them; and the avatar and voice ids."""
     from avatar_server.engines.animator.portrait import PortraitAnimator
     from avatar_server.engines.factory import build_tts
     from avatar_server.personas import load_avatars
@@ -242,7 +243,8 @@ def build_engines() -> tuple[TextToSpeech, PortraitAnimator, str]:
     settings = Settings()
     avatars = load_avatars(settings.avatars_dir)
     animator = PortraitAnimator(avatars, video_fps=settings.video_fps, video_size=settings.video_size)
-    return build_tts("piper", settings), animator, settings.default_avatar
+    avatar = avatars[avatar_id or settings.default_avatar]
+    return build_tts(avatar.voice.split(":", 1)[0], settings), animator, avatar.id, avatar.voice
 
 
 def _ms(seconds: float) -> str:
@@ -252,11 +254,13 @@ def _ms(seconds: float) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--replies", type=int, default=len(REPLIES), help="how many of the replies to use")
+    parser.add_argument("--avatar", default="", help="whose face and voice (default: the default avatar)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "lipsync-latest.json")
     args = parser.parse_args()
 
-    tts, animator, avatar_id = build_engines()
-    results = [measure(tts, animator, avatar_id, text) for text in REPLIES[: args.replies]]
+    tts, animator, avatar_id, voice = build_engines(args.avatar)
+    print(f"avatar {avatar_id}, voice {voice}")
+    results = [measure(tts, animator, avatar_id, text, voice) for text in REPLIES[: args.replies]]
     print("track: lag of best correlation (ms, + = mouth ahead) and correlation; the same for the MP4")
     print(f"{'reply':<44} {'s':>5} {'track':>6} {'r':>5} {'video':>6} {'r':>5} {'audio':>6}")
     for r in results:

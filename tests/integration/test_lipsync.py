@@ -21,8 +21,8 @@ TEXTS = [REPLIES[0], REPLIES[1], REPLIES[2], REPLIES[7]]
 
 @pytest.fixture(scope="module")
 def results() -> list[ReplyResult]:
-    tts, animator, avatar_id = build_engines()
-    return [measure(tts, animator, avatar_id, text) for text in TEXTS]
+    tts, animator, avatar_id, voice = build_engines()
+    return [measure(tts, animator, avatar_id, text, voice) for text in TEXTS]
 
 
 def _report(results: list[ReplyResult], which: str) -> str:
