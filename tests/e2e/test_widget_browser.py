@@ -108,6 +108,7 @@ def test_live_conversation_in_the_browser_with_interrupt(bridge: BridgeProcess, 
     # The page plays nothing more of it; only a turn begun after the interrupt, on speech it heard, may speak.
     assert result["newTurnsWithoutTranscript"] == 0, result
     assert result["chunksAfterInterrupt"] <= result["newTurnChunks"], result
+    assert result["capture"] == "worklet", result  # the microphone is read off the page's main thread
     if result["newTurnChunks"] == 0:
         assert_still(result["mouthAfterInterrupt"])  # nothing plays: the mouth is still again
     assert_shows(result["rest"], "grace")

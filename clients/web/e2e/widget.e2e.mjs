@@ -107,9 +107,10 @@ try {
     await page.getByTestId("live-start").click();
     await page.getByTestId("live-stop").waitFor();
     result.stateWhileListening = await page.getByTestId("state").textContent();
-    // While the person speaks, the face is drawn: count its frames. (Nothing heavier here: the microphone's
-    // ScriptProcessor runs on the page's main thread, and blocking it would cut holes in the speech sent.)
+    // While the person speaks, the face is drawn: count its frames. (The microphone is read on the audio
+    // thread, an AudioWorklet, so the drawing cannot cut holes in the speech sent.)
     await faceShown(page, "grace");
+    result.capture = await page.evaluate(() => document.querySelector('[data-testid="avatar-face"]').dataset.capture);
     result.fps = await faceFps(page, 2000);
     await page.locator('[data-role="avatar"]').first().waitFor({ timeout: 90_000 });
     await page.waitForFunction(() => document.querySelector('[data-testid="state"]').textContent === "Speaking", null, {

@@ -90,6 +90,7 @@ export function AvatarChatWidget({
   const [liveOn, setLiveOn] = useState(false);
   const [bargeIn, setBargeIn] = useState(false);
   const [liveChunks, setLiveChunks] = useState(0);
+  const [capture, setCapture] = useState("");
   const [avatars, setAvatars] = useState<AvatarInfo[]>([]);
   const [avatarId, setAvatarId] = useState(initialAvatar);
   const [face, setFace] = useState<LoadedFace | null>(null);
@@ -308,6 +309,7 @@ export function AvatarChatWidget({
     try {
       live.current = session;
       await session.start();
+      setCapture(session.captureKind);
       setLiveOn(true);
       setState("recording");
     } catch (err) {
@@ -395,6 +397,7 @@ export function AvatarChatWidget({
             ref={canvasRef}
             data-testid="avatar-face"
             data-chunks={liveChunks}
+            data-capture={capture}
             data-avatar={face?.avatarId ?? ""}
             width={FACE_PX}
             height={FACE_PX}

@@ -66,12 +66,62 @@ export function weightsAt(batches: Frames[], now: number): Weights {
   return {};
 }
 
+// The microphone is read on the audio thread (an AudioWorklet), so a busy page (the face is drawn 60 times
+// a second) cannot make it drop sound; blocks of 2048 samples are posted to the page, which sends them.
+const CAPTURE_WORKLET = `
+class PcmCapture extends AudioWorkletProcessor {
+  constructor() { super(); this.block = new Float32Array(2048); this.filled = 0; }
+  process(inputs) {
+    const channel = inputs[0] && inputs[0][0];
+    if (channel) {
+      let i = 0;
+      while (i < channel.length) {
+        const n = Math.min(channel.length - i, this.block.length - this.filled);
+        this.block.set(channel.subarray(i, i + n), this.filled);
+        this.filled += n;
+        i += n;
+        if (this.filled === this.block.length) {
+          this.port.postMessage(this.block, [this.block.buffer]);
+          this.block = new Float32Array(2048);
+          this.filled = 0;
+        }
+      }
+    }
+    return true;
+  }
+}
+registerProcessor("pcm-capture", PcmCapture);
+`;
+
+/** An AudioWorklet that posts the microphone's samples; a ScriptProcessor where worklets are unavailable
+ * (pages served over plain http from another host than localhost). */
+async function captureNode(ctx: AudioContext, send: (pcm: Float32Array) => void): Promise<AudioNode> {
+  if (ctx.audioWorklet && typeof AudioWorkletNode !== "undefined") {
+    const url = URL.createObjectURL(new Blob([CAPTURE_WORKLET], { type: "application/javascript" }));
+    try {
+      await ctx.audioWorklet.addModule(url);
+      const node = new AudioWorkletNode(ctx, "pcm-capture", { numberOfInputs: 1, numberOfOutputs: 1 });
+      node.port.onmessage = (e: MessageEvent<Float32Array>) => send(e.data);
+      return node;
+    } catch {
+      // fall through to the ScriptProcessor
+    } finally {
+      URL.revokeObjectURL(url);
+    }
+  }
+  const processor = ctx.createScriptProcessor(2048, 1, 1);
+  processor.onaudioprocess = (e) => send(e.inputBuffer.getChannelData(0));
+  return processor;
+}
+
 export class LiveSession {
   private ws: WebSocket | null = null;
   private input: AudioContext | null = null;
   private output: AudioContext | null = null;
   private stream: MediaStream | null = null;
-  private processor: ScriptProcessorNode | null = null;
+  private capture: AudioNode | null = null;
+  /** How the microphone is read: "worklet" (the audio thread) or "script-processor" (the page's thread). */
+  captureKind = "";
   private pendingChunk: LiveEvent | null = null;
   private turnStart = new Map<string, number>();
   private sources: AudioBufferSourceNode[] = [];
@@ -112,12 +162,13 @@ export class LiveSession {
     ws.onmessage = (m) => this.onMessage(m.data as string | ArrayBuffer);
     ws.onclose = (e) => this.handlers.onClose(e.reason || "closed");
     const source = this.input.createMediaStreamSource(this.stream);
-    this.processor = this.input.createScriptProcessor(2048, 1, 1);
-    this.processor.onaudioprocess = (e) => {
-      if (ws.readyState === WebSocket.OPEN) ws.send(toPcm16(e.inputBuffer.getChannelData(0)));
+    const send = (pcm: Float32Array) => {
+      if (ws.readyState === WebSocket.OPEN) ws.send(toPcm16(pcm));
     };
-    source.connect(this.processor);
-    this.processor.connect(this.input.destination);
+    this.capture = await captureNode(this.input, send);
+    this.captureKind = this.capture instanceof ScriptProcessorNode ? "script-processor" : "worklet";
+    source.connect(this.capture);
+    this.capture.connect(this.input.destination); // silent: it only keeps the graph pulling
   }
 
   private onMessage(data: string | ArrayBuffer): void {
@@ -207,7 +258,7 @@ export class LiveSession {
 
   stop(): void {
     this.stopPlayback();
-    this.processor?.disconnect();
+    this.capture?.disconnect();
     this.stream?.getTracks().forEach((t) => t.stop());
     this.ws?.close();
     void this.input?.close();
