@@ -280,6 +280,7 @@ class TurnRunner:
         splitter = SentenceSplitter(hurry=plan.live and not busy)
         sentences = chars = 0
         done = False
+        ended = False  # the last piece ended a sentence
         whole: list[str] = []  # not live: the reply is spoken as one piece at the end
         produced = 0
 
@@ -318,13 +319,16 @@ class TurnRunner:
                     in_hand = turn.playback.slack(time.perf_counter()) if turn.playback else 0.0
                     splitter.hurry = not busy and in_hand < _HURRY_BELOW
                 for piece in splitter.feed(delta):
-                    sentences += ends_sentence(piece)
+                    ended = ends_sentence(piece)
+                    sentences += ended
                     out(piece)
                 if sentences >= s.reply_max_sentences or chars > s.reply_max_chars + _CHAR_SLACK:
                     done = True
                     turn.stop.set()
             rest = splitter.flush()
-            if rest and not done:  # a fragment cut off by the limits is not spoken
+            # Not spoken: a fragment the limits cut off, an unfinished sentence after a finished one (the
+            # token limit cut it: a reply ends at a sentence end).
+            if rest and not done and (ends_sentence(rest) or not ended):
                 out(rest)
             if not plan.live:  # one piece: the whole reply, shaped
                 text = shape_reply(" ".join(whole), max_sentences=s.reply_max_sentences, max_chars=s.reply_max_chars)

@@ -78,8 +78,9 @@ def test_a_full_memory_drops_its_oldest_half_at_once() -> None:
 
 def test_shape_reply() -> None:
     assert shape_reply("assistant: One. Two! Three?", max_sentences=2, max_chars=100) == "One. Two!"
-    assert shape_reply("word " * 50, max_sentences=2, max_chars=20) == "word word word word"
-    assert shape_reply("A long first sentence here. B.", max_sentences=2, max_chars=10) == "A long"
+    # No whole sentence fits: the words that do (not the one the limit cuts through), ended as a sentence.
+    assert shape_reply("word " * 50, max_sentences=2, max_chars=20) == "word word word word."
+    assert shape_reply("A long first sentence here. B.", max_sentences=2, max_chars=10) == "A long."
 
 
 def test_collect_reply_stops_early() -> None:

@@ -5,9 +5,17 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
+from avatar_server.engines.llm.sentences import boundaries, ends_sentence, split_sentences
 from avatar_server.values import ChatMessage, Exchange
 
-_SENTENCE_END = re.compile(r"(?<=[.!?…。！？])[\"'”»)]*\s+")
+__all__ = [
+    "SentenceSplitter",
+    "build_messages",
+    "collect_reply",
+    "ends_sentence",
+    "shape_reply",
+]
+
 _ROLE_LEAK = re.compile(r"^\s*(assistant|user|system)\s*:\s*", re.IGNORECASE)
 
 
@@ -20,10 +28,13 @@ def build_messages(system_prompt: str, history: list[Exchange], user_text: str) 
 
 
 def shape_reply(text: str, *, max_sentences: int, max_chars: int) -> str:
-    """At most `max_sentences` whole sentences and `max_chars` characters, cut at a sentence end
-    where one exists, else at a word boundary."""
+    """At most `max_sentences` whole sentences and `max_chars` characters, ending at a sentence end: an
+    unfinished sentence after a finished one is dropped. Text with no finished sentence that fits is cut
+    at a word boundary (never right after "Mr." or an initial) and ends with a full stop."""
     text = _ROLE_LEAK.sub("", " ".join(text.split()))
-    sentences = [s.strip() for s in _SENTENCE_END.split(text) if s.strip()]
+    sentences = split_sentences(text)
+    if sentences and not ends_sentence(sentences[-1]):
+        sentences.pop()  # the sentence the limits (or the token budget) cut off
     out = ""
     for s in sentences[:max_sentences]:
         candidate = f"{out} {s}".strip()
@@ -31,9 +42,21 @@ def shape_reply(text: str, *, max_sentences: int, max_chars: int) -> str:
             break
         out = candidate
     if not out and text:
-        cut = text[:max_chars]
-        out = cut.rsplit(" ", 1)[0] if len(text) > max_chars and " " in cut else cut
+        out = _clip(text, max_chars)
     return out.strip()
+
+
+def _clip(text: str, max_chars: int) -> str:
+    """The words of `text` that fit `max_chars`, ended as a sentence."""
+    words = text[: max_chars + 1].split(" ")
+    if len(text) > max_chars and len(words) > 1:
+        words.pop()  # the word the limit cut through
+    while len(words) > 1 and (_binds_next(words[-1]) or _bare(words[-1]) in _LINK_WORDS | _ARTICLES):
+        words.pop()  # not "... born in", "... the", "... Mr."
+    out = " ".join(words).rstrip(" ,;:—–-")
+    if out and not ends_sentence(out):
+        out = out.rstrip(".") + "."
+    return out
 
 
 def collect_reply(deltas: Iterator[str], *, max_sentences: int, max_chars: int) -> str:
@@ -43,8 +66,9 @@ def collect_reply(deltas: Iterator[str], *, max_sentences: int, max_chars: int) 
     try:
         for delta in deltas:
             text += delta
-            # A delta ending in "." closes a sentence: the space the next token would bring is implied.
-            complete = len(_SENTENCE_END.findall(text + " "))
+            # A delta ending a sentence closes it: the next word need not be computed to know (unless it
+            # may continue a number, "3." → "3.14").
+            complete = len(boundaries(text)) + ends_sentence(text, more_may_follow=True)
             if complete >= max_sentences or len(text) > max_chars + 40:
                 break
     finally:
@@ -69,6 +93,12 @@ def _bare(word: str) -> str:
     return word.lower().strip("\"'“”‘’()")
 
 
+def _binds_next(word: str) -> bool:
+    """A word a short piece must not end with: a full stop that did not end the sentence belongs to what
+    follows ("Mr. Smith", "J. Watson", "the U.S. Navy"); the piece would read as a whole sentence."""
+    return word.rstrip("\"'”’»)").endswith((".", "!", "?", "…"))
+
+
 class SentenceSplitter:
     """Feed text deltas; get back each sentence as soon as it is complete (for sentence-level TTS).
 
@@ -90,11 +120,15 @@ class SentenceSplitter:
 
     def feed(self, delta: str) -> list[str]:
         self._buffer += delta
-        parts = _SENTENCE_END.split(self._buffer)
-        if len(parts) == 1:
+        cuts = boundaries(self._buffer)
+        if not cuts:
             return self._short_piece() if self.hurry else []
-        self._buffer = parts[-1]
-        return [" ".join(p.split()) for p in parts[:-1] if p.strip()]
+        pieces, start = [], 0
+        for cut in cuts:
+            pieces.append(" ".join(self._buffer[start:cut].split()))
+            start = cut
+        self._buffer = self._buffer[start:].lstrip()
+        return [p for p in pieces if p]
 
     def _short_piece(self) -> list[str]:
         cut = None
@@ -112,8 +146,12 @@ class SentenceSplitter:
                 (k for k in range(self._max, self._min - 1, -1) if _bare(words[k].group()) in _LINK_WORDS),
                 self._max,
             )
-            while k > self._min and _bare(words[k - 1].group()) in _ARTICLES:
-                k -= 1  # "... was | the A-0 System", not "... was the | A-0 System"
+            while k > self._min and (_bare(words[k - 1].group()) in _ARTICLES or _binds_next(words[k - 1].group())):
+                k -= 1  # "... was | the A-0 System", not "... was the | A-0 System"; nor "... Mr. | Smith"
+            while _binds_next(words[k - 1].group()):  # never "ім. | Т. Г. Шевченка": after the name
+                k += 1
+                if k == len(words):
+                    return []
             cut = words[k].start()
         head, self._buffer = self._buffer[:cut], self._buffer[cut:].lstrip()
         return [" ".join(head.split())]
@@ -121,7 +159,3 @@ class SentenceSplitter:
     def flush(self) -> str:
         rest, self._buffer = " ".join(self._buffer.split()), ""
         return _ROLE_LEAK.sub("", rest)
-
-
-def ends_sentence(text: str) -> bool:
-    return text.rstrip().rstrip("\"'”»)").endswith((".", "!", "?", "…", "。", "！", "？"))
