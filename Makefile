@@ -12,12 +12,12 @@ SYSTEM_PACKAGES := espeak-ng flite alsa-utils chromium docker-compose
 ARCTIC_WAV := tests/.data/arctic_a0007.wav
 ARCTIC_SHA256 := 1b850392f8c87ee2efe5a686523f1bab61d2a38d59bc43d1127e17e406f9e57d
 
-.PHONY: help setup run test generate check-generated lint lint-proto lint-python bench clean landmarks
+.PHONY: help setup run test generate check-generated lint lint-proto lint-python bench eval clean landmarks
 
 help:
 	@echo "make run    - set up, then start the avatar server, the REST bridge and the widget (http://127.0.0.1:8000)"
 	@echo "make test   - set up, then run every test"
-	@echo "make generate | lint | bench | clean"
+	@echo "make generate | lint | bench | eval | clean"
 	@echo "make landmarks AVATAR=avatar_server/avatars/<id>.yaml - compute a new avatar's face landmarks"
 
 WIDGET_SOURCES := $(wildcard clients/web/src/*) clients/web/index.html clients/web/vite.config.ts clients/web/tsconfig.json
@@ -100,6 +100,11 @@ bench: setup
 	$(BIN)/python bench/lipsync.py --avatar eileen --out bench/results/lipsync-eileen.json
 	$(BIN)/python bench/contact_sheet.py
 	$(BIN)/python bench/bench_face.py
+	$(BIN)/python bench/eval_replies.py
+
+# What the avatar says, scored over 42 questions in English and Ukrainian (bench/eval_replies.py).
+eval: setup
+	$(BIN)/python bench/eval_replies.py
 
 # The face landmarks of an avatar's portrait, computed once and stored in its YAML file. MediaPipe 0.10.21
 # (Apache-2.0) is the last release whose wheel carries the face-mesh model; it needs numpy<2, so it lives
