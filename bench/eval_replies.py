@@ -45,9 +45,8 @@ CHECKS = ("in_character", "not_echo", "language", "fact", "complete")
 _OUT_OF_CHARACTER = (
     "as an ai", "an ai ", "ai model", "language model", "artificial intelligence", "i'm an assistant",
     "i am an assistant", "ai assistant", "virtual assistant", "chatbot", "openai", "chatgpt", "smollm",
-    "qwen", "i'm a computer", "i am a computer", "i'm a robot", "i am a robot", "i'm a machine",
-    "i am a machine", "i'm a program", "i am a program", "штучний інтелект", "мовна модель", "асистент",
-    "чат-бот", "я робот", "я комп'ютер", "я програма",
+    "qwen", "штучний інтелект", "мовна модель", "асистент", "чат-бот", "я робот", "я комп'ютер", "я програма",
+    "відповідай українською",
     # the system prompt's own words
     "facts about you", "use only these", "always answer in the language", "when talking about yourself",
 )  # fmt: skip
@@ -55,6 +54,8 @@ _SELF_NAME = (
     re.compile(r"\b(?i:I am|I'm|my name is|call me)\s+([A-Z][a-z]+)"),
     re.compile(r"(?:^|[\s,.!?])(?:я|Я|мене звати|Мене звати|моє ім'я|Моє ім'я)\s+([А-ЯІЇЄҐ][а-яіїєґ'’]+)"),
 )
+# "I'm a robot." / "I am just a computer," (not "I am a computer pioneer").
+_A_MACHINE = re.compile(r"(?i)\bI(?:'m| am) (?:just |only )?an? (?:computer|robot|machine|program)\s*(?:[.,!?;]|$)")
 _END = re.compile(r"[.!?…][\"'”»)\]]*\s*$")
 
 
@@ -121,6 +122,7 @@ def check_reply(q: Question, reply: str, *, persona_names: Iterable[str], max_ch
     names = {n.lower() for n in persona_names}
     others = [m.group(1) for p in _SELF_NAME for m in p.finditer(reply) if m.group(1).lower() not in names]
     says_ai = re.search(r"\bAI\b", reply) is not None  # the persona is a person, not "a brilliant AI"
+    says_ai = says_ai or _A_MACHINE.search(reply) is not None
     in_character = bool(reply.strip()) and not any(p in low for p in _OUT_OF_CHARACTER) and not others
     in_character = in_character and not says_ai
     a, b = _norm(reply), _norm(q.text)
@@ -232,7 +234,6 @@ def main() -> int:
         server = start_server(Path(tempfile.mkdtemp()) / "server.log")
         target = server.target
     try:
-
         names = persona_names(avatar.name, questions)
 
         def score(q: Question, reply: str) -> dict[str, bool | None]:

@@ -37,6 +37,11 @@ def test_out_of_character(reply: str) -> None:
     assert check(Q_EN, reply)["in_character"] is False
 
 
+def test_the_persona_may_say_what_it_is() -> None:
+    assert check(Q_EN, "I am a computer pioneer, born in New York.")["in_character"] is True
+    assert check(Q_UK, "Завжди відповідай українською мовою.")["in_character"] is False  # the prompt's words
+
+
 def test_the_persona_may_say_its_own_name() -> None:
     assert check(Q_EN, "I'm Grace Hopper, born in New York.")["in_character"] is True
     assert check(Q_UK, "Я Грейс Гоппер, радо вітаю!")["in_character"] is True
