@@ -5,11 +5,12 @@ from __future__ import annotations
 import sys
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -85,6 +86,14 @@ class Settings(BaseSettings):
     sadtalker_enhancer: str = ""
     sadtalker_timeout_seconds: float = 900.0
 
+    # The languages this deployment serves (ISO 639-1 codes; comma-separated in the environment: "en,uk").
+    # Speech is heard only as one of them (Whisper's language detection is limited to these); a request for
+    # another is INVALID_ARGUMENT; a typed turn in another is answered in the avatar's language, saying so.
+    languages: Annotated[tuple[str, ...], NoDecode] = ("en", "uk")
+    # Detection less sure than this (Whisper's probability of the best served language) takes the avatar's
+    # language instead.
+    language_min_probability: float = 0.25
+
     # Avatars (persona files) and defaults.
     avatars_dir: Path = PACKAGE_DIR / "avatars"
     default_avatar: str = "grace"
@@ -133,6 +142,19 @@ class Settings(BaseSettings):
     # Video.
     video_fps: int = 25
     video_size: int = 384
+
+    @field_validator("languages", mode="before")
+    @classmethod
+    def _language_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, list | tuple):
+            codes = tuple(dict.fromkeys(str(v).strip().lower() for v in value if str(v).strip()))
+            bad = [c for c in codes if not (2 <= len(c) <= 3 and c.isascii() and c.isalpha())]
+            if bad or not codes:
+                raise ValueError(f"languages must be ISO 639-1 codes such as en,uk (got {value!r})")
+            return codes
+        return value
 
     @classmethod
     def settings_customise_sources(

@@ -47,6 +47,8 @@ def build_stt(settings: Settings) -> SpeechToText:
             beam_size=settings.whisper_beam_size,
             model_label=f"whisper-{settings.whisper_model}",
             encoder_window_seconds=settings.whisper_encoder_window_seconds,
+            languages=settings.languages,
+            min_language_probability=settings.language_min_probability,
         )
     if settings.stt_engine == "openai":
         from avatar_server.engines.stt.openai import OpenAITranscriptionSTT
@@ -58,6 +60,7 @@ def build_stt(settings: Settings) -> SpeechToText:
             model=settings.openai_stt_model,
             timeout=settings.http_timeout_seconds,
             retries=settings.http_retries,
+            languages=settings.languages,
         )
     raise EngineConfigError(f"unknown STT engine {settings.stt_engine!r} (known: faster-whisper, openai)")
 

@@ -17,11 +17,14 @@ class FakeSTT:
     name = "fake-stt"
     capabilities = SttCapabilities(streaming=False, sample_rate=16000, languages=("en", "uk"), model="fake")
 
-    def __init__(self, text: str = "hello there") -> None:
+    def __init__(self, text: str = "hello there", language: str = "") -> None:
         self.text = text
+        self.language = language  # what detection hears ("": the fallback)
 
-    def transcribe(self, samples: npt.NDArray[np.float32], *, language: str | None) -> Transcript:
-        return Transcript(self.text, language or "en")
+    def transcribe(
+        self, samples: npt.NDArray[np.float32], *, language: str | None, fallback: str | None = None
+    ) -> Transcript:
+        return Transcript(self.text, language or self.language or fallback or "en")
 
 
 class FakeLLM:

@@ -19,6 +19,7 @@ SERVER_LAYERS: list[tuple[str, int]] = [
     ("avatar_server.models", 1),
     ("avatar_server.memory", 1),
     ("avatar_server.personas", 1),
+    ("avatar_server.languages", 1),
     ("avatar_server.media", 1),
     ("avatar_server.animation", 1),
     ("avatar_server.engines", 2),

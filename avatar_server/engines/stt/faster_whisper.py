@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import numpy.typing as npt
 
-from avatar_server.engines.stt.base import SttCapabilities
+from avatar_server.engines.stt.base import SttCapabilities, choose_language
 from avatar_server.values import Transcript
 
 _SPEECH_PAD = 300  # ms of audio kept either side of the speech Silero VAD hears
@@ -28,7 +28,11 @@ class FasterWhisperSTT:
         beam_size: int = 1,
         model_label: str | None = None,
         encoder_window_seconds: float = 6.0,
+        languages: tuple[str, ...] = (),
+        min_language_probability: float = 0.0,
     ) -> None:
+        """`languages`: the ones speech is heard as (empty: any Whisper knows); a detection whose best of them
+        is less probable than `min_language_probability` takes the caller's fallback."""
         from faster_whisper import WhisperModel
         from faster_whisper.tokenizer import _LANGUAGE_CODES
 
@@ -39,18 +43,25 @@ class FasterWhisperSTT:
         self._window = self._model.feature_extractor.n_samples  # 30 s at 16 kHz
         self._min_window_frames = int(encoder_window_seconds * 100)  # 100 mel frames per second
         self._lock = threading.Lock()  # one decode at a time: the cores are the limit anyway
+        unknown = [lang for lang in languages if lang not in _LANGUAGE_CODES]
+        if unknown:
+            raise ValueError(f"Whisper knows no language {', '.join(unknown)} (AVATAR_LANGUAGES)")
+        self._languages = languages
+        self._min_probability = min_language_probability
         self.capabilities = SttCapabilities(
             streaming=False,
             sample_rate=16000,
-            languages=tuple(sorted(_LANGUAGE_CODES)),
+            languages=languages or tuple(sorted(_LANGUAGE_CODES)),
             model=model_label or str(model),
         )
 
-    def transcribe(self, samples: npt.NDArray[np.float32], *, language: str | None) -> Transcript:
+    def transcribe(
+        self, samples: npt.NDArray[np.float32], *, language: str | None, fallback: str | None = None
+    ) -> Transcript:
         with self._lock:
             if len(samples) <= self._window:
-                return self._transcribe_window(samples, language)
-            return self._transcribe_long(samples, language)
+                return self._transcribe_window(samples, language, fallback)
+            return self._transcribe_long(samples, language, fallback)
 
     def _speech(self, samples: npt.NDArray[np.float32]) -> npt.NDArray[np.float32] | None:
         """The audio from the first to the last speech that Silero VAD hears (padded), None if it hears none.
@@ -65,7 +76,9 @@ class FasterWhisperSTT:
             return None
         return samples[spans[0]["start"] : spans[-1]["end"]]
 
-    def _transcribe_window(self, samples: npt.NDArray[np.float32], language: str | None) -> Transcript:
+    def _transcribe_window(
+        self, samples: npt.NDArray[np.float32], language: str | None, fallback: str | None
+    ) -> Transcript:
         """Up to 30 s, encoded ONCE for both language detection and decoding, over a short window.
 
         faster-whisper's transcribe() runs the encoder twice when it must also detect the language, and
@@ -82,14 +95,14 @@ class FasterWhisperSTT:
         model = self._model
         speech = self._speech(samples)
         if speech is None:
-            return Transcript(text="", language=language or "", language_probability=0.0)
+            return Transcript(text="", language=language or fallback or "", language_probability=0.0)
         samples = speech
         features = model.feature_extractor(samples)
         n = features.shape[-1]
         full = model.feature_extractor.nb_max_frames
         frames = min(full, max(self._min_window_frames, math.ceil((n + 100) / 100) * 100))
         encoder_output = model.encode(pad_or_trim(features[:, :frames], frames))
-        language, probability = self._language(encoder_output, language)
+        language, probability = self._language(encoder_output, language, fallback)
         seconds = len(samples) / 16000
         text, tokens = self._generate(encoder_output, language, seconds)
         if frames < full and _degenerate(text, tokens, seconds):
@@ -101,11 +114,18 @@ class FasterWhisperSTT:
                 text, tokens = self._generate(encoder_output, language, seconds)
         return Transcript(text=text, language=language, language_probability=probability)
 
-    def _language(self, encoder_output: object, language: str | None) -> tuple[str, float]:
+    def _language(self, encoder_output: object, language: str | None, fallback: str | None) -> tuple[str, float]:
+        """The asked language, else the most probable served one Whisper hears (`fallback` when unsure)."""
         if language:
             return language, 1.0
-        token, probability = self._model.model.detect_language(encoder_output)[0][0]
-        return str(token)[2:-2], float(probability)
+        # Every language's probability ("<|en|>" tokens), not only the best: the best may not be served.
+        detected = self._model.model.detect_language(encoder_output)[0]
+        return choose_language(
+            ((str(token)[2:-2], p) for token, p in detected),
+            self._languages,
+            min_probability=self._min_probability,
+            fallback=fallback,
+        )
 
     def _generate(self, encoder_output: object, language: str, seconds: float, **options: int) -> tuple[str, int]:
         from faster_whisper.tokenizer import Tokenizer
@@ -133,8 +153,19 @@ class FasterWhisperSTT:
             text = ""  # punctuation alone ("...") is what Whisper writes for silence
         return text, len(tokens)
 
-    def _transcribe_long(self, samples: npt.NDArray[np.float32], language: str | None) -> Transcript:
-        segments, info = self._model.transcribe(
+    def _transcribe_long(
+        self, samples: npt.NDArray[np.float32], language: str | None, fallback: str | None
+    ) -> Transcript:
+        """Over 30 s: the language from the first 30 s (one more encoder pass), then faster-whisper's own loop."""
+        from faster_whisper.audio import pad_or_trim
+
+        model = self._model
+        probability = 1.0
+        if not language:
+            features = model.feature_extractor(samples[: self._window])
+            encoder_output = model.encode(pad_or_trim(features, model.feature_extractor.nb_max_frames))
+            language, probability = self._language(encoder_output, None, fallback)
+        segments, _ = model.transcribe(
             samples,
             language=language or None,
             beam_size=self._beam_size,
@@ -145,7 +176,7 @@ class FasterWhisperSTT:
             vad_filter=False,
         )
         text = " ".join(seg.text.strip() for seg in segments).strip()
-        return Transcript(text=text, language=info.language, language_probability=info.language_probability)
+        return Transcript(text=text, language=language, language_probability=probability)
 
 
 def _degenerate(text: str, tokens: int, seconds: float) -> bool:
