@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from avatar_server.languages import answer_in
 from avatar_server.models import package_dir
 from avatar_server.values import Landmarks
 
@@ -33,12 +34,16 @@ class Avatar:
     portrait: Portrait
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def system_prompt(self, reply_language: str) -> str:
-        """The persona as a system prompt; a small model invents facts, so the true ones are given."""
+    def system_prompt(self, reply_language: str, *, user_language: str = "") -> str:
+        """The persona as a system prompt; a small model invents facts, so the true ones are given. The reply
+        language is named unless it is English and the person's too (`user_language`: theirs, when the
+        avatar cannot answer in it)."""
         facts = "\n".join(f"- {f}" for f in self.facts)
-        lang = "" if reply_language.startswith("en") else f" Always answer in the language '{reply_language}'."
+        english = reply_language.lower().startswith("en") and not user_language
+        lang = "" if english else f" {answer_in(reply_language)}"
         return (
-            f"You are {self.name}. {self.description} {self.style}{lang}\n"
+            f"You are {self.name}. {self.description} {self.style} Speak as yourself, {self.name}, in the first "
+            f"person (I, my), to the person you talk with (you, your).{lang}\n"
             f"Facts about you (use only these when talking about yourself):\n{facts}"
         )
 

@@ -17,7 +17,7 @@ from avatar_server.core.events import AnimationFramesEvent, AudioChunkEvent, Eve
 from avatar_server.core.playback import PlaybackGuard
 from avatar_server.core.turn import TurnRunner
 from avatar_server.core.turn_state import Turn, TurnPlan
-from avatar_server.core.voices import pick_voice
+from avatar_server.core.voices import find_voice, home_language, pick_voice
 from avatar_server.core.workers import Workers
 from avatar_server.engines.llm.reply import build_messages
 from avatar_server.errors import AvatarError, ErrorCode, InvalidInput
@@ -36,6 +36,10 @@ class AvatarCore:
     def __init__(self, settings: Settings, engines: Engines, avatars: dict[str, Avatar]) -> None:
         if settings.default_avatar not in avatars:
             raise ValueError(f"default avatar {settings.default_avatar!r} is not among {sorted(avatars)}")
+        default_voice = avatars[settings.default_avatar].voice
+        mute = [lang for lang in settings.languages if find_voice(engines, default_voice, lang) is None]
+        if mute:
+            raise ValueError(f"no voice speaks {', '.join(mute)} (AVATAR_LANGUAGES); GetCapabilities lists the voices")
         self.settings = settings
         self.engines = engines
         self.avatars = avatars
@@ -60,16 +64,19 @@ class AvatarCore:
         """One small run of every engine (blocking), so the first person's turn does not pay for lazy init."""
         e = self.engines
         avatar = self.avatars[self.settings.default_avatar]
-        engine, voice = pick_voice(e, avatar.voice, avatar.language)
-        speech = engine.synthesize("Hello, I am ready.", voice=voice, language=avatar.language)
+        home = home_language(avatar.language, self.settings.languages)
+        engine, voice = pick_voice(e, avatar.voice, home)
+        speech = engine.synthesize("Hello, I am ready.", voice=voice, language=home)
         e.stt.transcribe(
-            decode_audio(encode_wav(speech.samples, speech.sample_rate), "audio/wav", max_seconds=10), language=None
+            decode_audio(encode_wav(speech.samples, speech.sample_rate), "audio/wav", max_seconds=10),
+            language=None,
+            fallback=home,
         )
         # The persona prompt is evaluated now and stays in llama.cpp's prefix cache: the first turn
         # starts generating in about 0.1 s instead of 1 s.
         # A long prompt first: the model's buffers (KV cache, logits) fill pages in as they are first written,
         # so a server would otherwise grow for minutes as conversations lengthen; now that is paid here.
-        system = avatar.system_prompt(avatar.language)
+        system = avatar.system_prompt(home)
         long_history = [Exchange("Tell me about your work.", " ".join(["I wrote compilers for the Navy."] * 40))] * 2
         for llm in (e.llm, *e.live_llms):
             prompts = [build_messages(system, long_history, "Hi")] if llm.capabilities.local else []
@@ -96,7 +103,13 @@ class AvatarCore:
         return avatar, await asyncio.to_thread(face_assets, p.path, p.landmarks)
 
     def check_common(self, *, language: str, session_id: str, voice: str) -> None:
-        validation.common(language=language, session_id=session_id, voice=voice, tts_engines=self.engines.tts)
+        validation.common(
+            language=language,
+            session_id=session_id,
+            voice=voice,
+            tts_engines=self.engines.tts,
+            served=self.settings.languages,
+        )
 
     def plan(self, req: TurnRequest) -> tuple[TurnPlan, Turn]:
         """A validated Interact turn, before any work."""

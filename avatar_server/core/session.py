@@ -32,6 +32,7 @@ from avatar_server.core.events import (
 )
 from avatar_server.core.service import AvatarCore
 from avatar_server.core.turn_state import Turn, TurnPlan
+from avatar_server.core.voices import home_language
 from avatar_server.core.workers import Priority
 from avatar_server.engines.vad import WINDOW, Endpointer, VadEvent
 from avatar_server.errors import AvatarError, ErrorCode, TooLarge
@@ -157,12 +158,18 @@ class ConversationSession:
         turn_id = self._next_turn_id
         audio = self._slice(self._utterance_start, position)
         language = self.config.language.split("-")[0] or None
+        home = home_language(self.avatar.language, self.settings.languages)
 
         async def partial() -> None:
             stt = self.core.engines.stt
             with contextlib.suppress(Exception):  # a partial is a hint; the final transcript reports errors
                 transcript = await self.core.workers["stt"].run(
-                    stt.transcribe, audio, language=language, priority=Priority.LIVE, compute=stt.capabilities.local
+                    stt.transcribe,
+                    audio,
+                    language=language,
+                    fallback=home,
+                    priority=Priority.LIVE,
+                    compute=stt.capabilities.local,
                 )
                 text = transcript.text.strip()
                 if text and self._next_turn_id == turn_id:  # the utterance has not ended meanwhile

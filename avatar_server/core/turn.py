@@ -29,12 +29,13 @@ from avatar_server.core.playback import PlaybackGuard
 from avatar_server.core.speaking import Speaker
 from avatar_server.core.stages import Stages
 from avatar_server.core.turn_state import Turn, TurnPlan
-from avatar_server.core.voices import pick_voice
+from avatar_server.core.voices import home_language, reply_language
 from avatar_server.core.workers import Priority, Workers
 from avatar_server.engines.llm.base import ChatModel
 from avatar_server.engines.llm.reply import SentenceSplitter, build_messages, ends_sentence, shape_reply
 from avatar_server.engines.tts.base import TextToSpeech
 from avatar_server.errors import AvatarError, InvalidInput, StageTimeout
+from avatar_server.languages import no_answer, only_speaks
 from avatar_server.media.audio import decode_audio
 from avatar_server.memory import ConversationMemory
 from avatar_server.settings import Settings
@@ -43,7 +44,6 @@ from avatar_server.values import ChatMessage, Exchange
 log = logging.getLogger("avatar_server.turn")
 T = TypeVar("T")
 
-NO_ANSWER = "Sorry, I have no answer to that."
 # A reply is cut at `reply_max_sentences` sentences; generation also stops this many characters past
 # `reply_max_chars`, since the sentence that crosses the limit is not kept anyway.
 _CHAR_SLACK = 40
@@ -81,7 +81,9 @@ class TurnRunner:
         started = time.perf_counter()
         timings = turn.timings
         priority = Priority.LIVE if plan.live else Priority.BATCH
-        language = plan.language.lower()
+        language = plan.language.lower()  # validated: empty or a served language
+        served = s.languages
+        home = home_language(plan.avatar.language, served)  # when unsure, or the person's is not served
         try:
             if turn.audio is not None:
                 t0 = time.perf_counter()
@@ -111,6 +113,7 @@ class TurnRunner:
                     self.engines.stt.transcribe,
                     turn.samples,
                     language=language.split("-")[0] or None,
+                    fallback=home,
                 )
                 timings.stt += time.perf_counter() - t0
                 turn.user_text = transcript.text.strip()
@@ -118,26 +121,41 @@ class TurnRunner:
                     raise InvalidInput("No speech was recognized in the audio.")
                 language = language or transcript.language
             else:
-                language = language or validation.text_language(turn.user_text, plan.avatar.language)
-            turn.language = language
+                language = language or validation.text_language(turn.user_text, served, home)
             emit(TranscriptEvent(turn.id, turn.user_text, True))
             speaking = plan.outputs.audio or plan.outputs.video or plan.outputs.animation
-            # The voice is chosen before the LLM runs: a reply nobody could speak is refused before the work.
-            voice = pick_voice(self.engines, plan.voice or plan.avatar.voice, language) if speaking else None
-            messages = build_messages(
-                plan.avatar.system_prompt(language), self.memory.history(plan.session_id), turn.user_text
+            # The reply's language and voice are chosen before the LLM runs. A language the avatar cannot
+            # answer in (not served, or no voice speaks it) never fails the turn: it answers in its own
+            # language, first saying which ones it speaks.
+            reply = reply_language(
+                self.engines,
+                served,
+                wanted_voice=plan.voice or plan.avatar.voice,
+                home=home,
+                language=language,
+                speaking=speaking,
             )
-            await self._reply(plan, turn, messages, voice, emit)
+            turn.language = language = reply.language
+            voice = reply.voice
+            opening = only_speaks(language, served) if reply.unserved else ""
+            messages = build_messages(
+                plan.avatar.system_prompt(language, user_language=reply.unserved),
+                self.memory.history(plan.session_id),
+                turn.user_text,
+            )
+            await self._reply(plan, turn, messages, voice, emit, opening)
             timings.total = time.perf_counter() - started
             turn.completed = True
             emit(TurnCompleted(turn.id, turn.user_text, " ".join(turn.spoken), timings))
             log.info(
-                "turn %s session=%s %s lang=%s stt=%.3fs llm_first=%.3fs llm=%.3fs tts_first=%.3fs tts=%.3fs "
-                "animation=%.3fs stepped_aside=%.3fs total=%.3fs",
+                "turn %s session=%s %s lang=%s%s voice=%s stt=%.3fs llm_first=%.3fs llm=%.3fs tts_first=%.3fs "
+                "tts=%.3fs animation=%.3fs stepped_aside=%.3fs total=%.3fs",
                 turn.id,
                 plan.session_id,
                 "live" if plan.live else "interact",
                 language,
+                f" (not served: {reply.unserved})" if reply.unserved else "",
+                voice[1] if voice else "-",
                 timings.stt,
                 timings.llm_first_token,
                 timings.llm,
@@ -167,7 +185,9 @@ class TurnRunner:
         messages: list[ChatMessage],
         voice: tuple[TextToSpeech, str] | None,
         emit: Callable[[Event], None],
+        opening: str = "",
     ) -> None:
+        """`opening`: a line said before the model's words (it counts as the reply's first sentence)."""
         if plan.live:
             await self._step_aside_for_playback(turn)
         priority = Priority.LIVE if plan.live else Priority.BATCH
@@ -206,7 +226,7 @@ class TurnRunner:
                 )
                 if voice is not None:
                     group.create_task(self._speaker.speak(plan, turn, pieces, voice, emit))
-                await self._shape(plan, turn, tokens, pieces if voice is not None else None, emit)
+                await self._shape(plan, turn, tokens, pieces if voice is not None else None, emit, opening)
         except BaseExceptionGroup as group_error:
             raise _first_error(group_error) from None
         finally:
@@ -270,6 +290,7 @@ class TurnRunner:
         tokens: asyncio.Queue[str | None],
         pieces: asyncio.Queue[str | None] | None,
         emit: Callable[[Event], None],
+        opening: str = "",
     ) -> None:
         """Tokens → pieces to speak, within the reply limits (one rule for both RPCs)."""
         s = self.settings
@@ -299,6 +320,11 @@ class TurnRunner:
         t0 = time.perf_counter()
         turn.generating = True
         try:
+            if opening:
+                emit(ReplyDelta(turn.id, opening + " "))
+                chars += len(opening) + 1
+                sentences += ends_sentence(opening)
+                out(opening)
             while True:
                 try:
                     async with asyncio.timeout(s.llm_timeout_seconds):  # (wait_for would swallow a cancel)
@@ -332,9 +358,9 @@ class TurnRunner:
                 out(rest)
             if not plan.live:  # one piece: the whole reply, shaped
                 text = shape_reply(" ".join(whole), max_sentences=s.reply_max_sentences, max_chars=s.reply_max_chars)
-                (turn.spoken.append if pieces is None else pieces.put_nowait)(text or NO_ANSWER)
+                (turn.spoken.append if pieces is None else pieces.put_nowait)(text or no_answer(turn.language))
             elif not produced:
-                out(NO_ANSWER)
+                out(no_answer(turn.language))
             timings.llm = time.perf_counter() - t0
         finally:
             turn.generating = False

@@ -218,8 +218,6 @@ class AvatarService(pb_grpc.AvatarServiceServicer):  # type: ignore[misc]
             for name, engine in e.tts.items()
             for v in engine.capabilities.voices
         ]
-        spoken = {lang.split("-")[0] for v in voices for lang in v.languages}
-        heard = set(e.stt.capabilities.languages)
         engines = [
             pb.EngineInfo(stage="stt", name=e.stt.name, model=e.stt.capabilities.model),
             pb.EngineInfo(stage="llm", name=e.llm.name, model=e.llm.capabilities.model),
@@ -232,7 +230,8 @@ class AvatarService(pb_grpc.AvatarServiceServicer):  # type: ignore[misc]
                 for a in p.avatars.values()
             ],
             voices=voices,
-            languages=sorted(spoken & heard),
+            # The served languages (AVATAR_LANGUAGES): heard, answered and spoken (checked at start).
+            languages=list(p.settings.languages),
             engines=engines,
             default_avatar_id=p.settings.default_avatar,
         )

@@ -72,8 +72,8 @@ async def test_language_without_the_avatars_voice_falls_back_to_espeak(pipeline:
     assert isinstance(piper, FakeTTS) and piper.calls[-1][1] == "piper:en-us"
 
 
-async def test_language_nobody_speaks_is_refused(pipeline: Pipeline) -> None:
-    with pytest.raises(InvalidInput, match="No voice speaks the language 'xx'"):
+async def test_language_not_served_is_refused(pipeline: Pipeline) -> None:
+    with pytest.raises(InvalidInput, match=r"'xx' is not served here; served languages: en \(English\), uk"):
         await pipeline.interact(TurnRequest(text="hello", language="xx"))
 
 
