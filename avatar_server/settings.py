@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     whisper_compute_type: str = ""  # "" = int8 on the CPU, float16 on CUDA
     whisper_beam_size: int = 1
     whisper_encoder_window_seconds: float = 6.0  # 30 = Whisper's full window (slower, the reference)
+    # The bundled chat model: "qwen2.5-coder-0.5b" (the best replies within the latency budget) or
+    # "smollm2-135m" (tiny: faster, far less sensible). llm_model_path overrides it with any GGUF.
+    llm_bundled: str = "qwen2.5-coder-0.5b"
     llm_model_path: Path | None = None
     llm_context_tokens: int = 2048
     llm_max_tokens: int = 60

@@ -69,7 +69,7 @@ def build_llm(settings: Settings) -> ChatModel:
     if settings.llm_engine == "llama-cpp":
         from avatar_server.engines.llm.llama_cpp import LlamaCppChat
 
-        path = settings.llm_model_path or models.smollm2(settings.models_dir)
+        path = settings.llm_model_path or models.bundled_llm(settings.llm_bundled, settings.models_dir)
         if not path.is_file():
             raise EngineConfigError(f"LLM model file {path} does not exist")
         return LlamaCppChat(
