@@ -105,6 +105,9 @@ class Settings(BaseSettings):
     reply_max_sentences: int = 2
     reply_max_chars: int = 160
     memory_turns: int = 6
+    # The history's tokens in the prompt (the model's tokenizer counts them): past this, or past
+    # `memory_turns` exchanges, the oldest go until half is left (a block: the prompt cache stays warm).
+    memory_max_tokens: int = 1024
     memory_ttl_seconds: float = 1800.0
     memory_max_sessions: int = 1000
 

@@ -28,6 +28,10 @@ class LiveContexts:
     def worker(index: int) -> str:
         return f"llm-live-{index}"
 
+    def last(self, session_id: str) -> int | None:
+        """The context the session's last reply used (its conversation is in that one's prompt cache)."""
+        return self._last.get(session_id)
+
     @asynccontextmanager
     async def take(self, session_id: str) -> AsyncIterator[int]:
         """Hold a context for one reply (wait for one to be free: the caller bounds the wait)."""

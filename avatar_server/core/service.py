@@ -47,6 +47,7 @@ class AvatarCore:
             max_turns=settings.memory_turns,
             ttl_seconds=settings.memory_ttl_seconds,
             max_sessions=settings.memory_max_sessions,
+            max_tokens=settings.memory_max_tokens,
         )
         self.workers = Workers(
             compute_slots=settings.compute_slots,

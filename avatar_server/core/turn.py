@@ -32,6 +32,7 @@ from avatar_server.core.turn_state import Turn, TurnPlan
 from avatar_server.core.voices import home_language, reply_language
 from avatar_server.core.workers import Priority, Workers
 from avatar_server.engines.llm.base import ChatModel
+from avatar_server.engines.llm.budget import TokenCounter, fit_to_context
 from avatar_server.engines.llm.reply import SentenceSplitter, build_messages, ends_sentence, shape_reply
 from avatar_server.engines.tts.base import TextToSpeech
 from avatar_server.errors import AvatarError, InvalidInput, StageTimeout
@@ -74,6 +75,8 @@ class TurnRunner:
         self._stage = Stages(workers)
         self._speaker = Speaker(settings, engines, self._stage, playback)
         self.live_contexts = LiveContexts(engines.live_llms)
+        self.count = TokenCounter(engines.llm)  # the prompt's tokens, by the model's tokenizer where it has one
+        self._warming: set[asyncio.Task[None]] = set()
 
     async def run(self, plan: TurnPlan, turn: Turn, emit: Callable[[Event], None]) -> None:
         """The whole turn. Errors are raised (AvatarError); the caller maps them."""
@@ -138,11 +141,13 @@ class TurnRunner:
             turn.language = language = reply.language
             voice = reply.voice
             opening = only_speaks(language, served) if reply.unserved else ""
-            messages = build_messages(
-                plan.avatar.system_prompt(language, user_language=reply.unserved),
-                self.memory.history(plan.session_id),
-                turn.user_text,
-            )
+            system_prompt = plan.avatar.system_prompt(language, user_language=reply.unserved)
+            messages = build_messages(system_prompt, self.memory.history(plan.session_id), turn.user_text)
+            context = self.engines.llm.capabilities.context_tokens
+            if context:  # the prompt and the reply always fit the model's context
+                messages = fit_to_context(
+                    messages, count=self.count, context_tokens=context, reply_tokens=s.llm_max_tokens
+                )
             await self._reply(plan, turn, messages, voice, emit, opening)
             timings.total = time.perf_counter() - started
             turn.completed = True
@@ -170,7 +175,47 @@ class TurnRunner:
             # Memory keeps only what was said: all of a completed turn, what went out of an interrupted live
             # one, nothing of an Interact reply nobody received.
             if turn.confirmed and turn.user_text and turn.spoken and (turn.completed or plan.live):
-                self.memory.add(plan.session_id, Exchange(turn.user_text, " ".join(turn.spoken)))
+                exchange = Exchange(turn.user_text, " ".join(turn.spoken))
+                if self.memory.add(plan.session_id, exchange, tokens=self.count.exchange(exchange)):
+                    self._warm_later(plan, system_prompt)
+
+    # -- the prompt cache --------------------------------------------------------------------------
+
+    def _warm_later(self, plan: TurnPlan, system_prompt: str) -> None:
+        """The memory dropped the session's oldest exchanges, so its next prompt begins differently: evaluate
+        that beginning now, while this reply is spoken, and the next turn finds it in the prompt cache of the
+        model context it will get (the session's own), instead of evaluating the whole history first."""
+        llm: ChatModel = self.engines.llm
+        worker = "llm"
+        if plan.live and self.live_contexts.models:
+            index = self.live_contexts.last(plan.session_id)
+            if index is None:
+                return
+            llm, worker = self.live_contexts.models[index], LiveContexts.worker(index)
+        warm = getattr(llm, "warm", None)
+        if warm is None or not llm.capabilities.local:
+            return
+        prefix = build_messages(system_prompt, self.memory.history(plan.session_id), "")[:-1]
+        task = asyncio.get_running_loop().create_task(self._warm(warm, worker, prefix))
+        self._warming.add(task)
+        task.add_done_callback(self._warming.discard)
+
+    async def _warm(self, warm: Callable[[list[ChatMessage]], int], worker: str, prefix: list[ChatMessage]) -> None:
+        try:
+            await self.workers[worker].run(self._warm_job, warm, worker, prefix, priority=Priority.BATCH)
+        except Exception:  # a cold cache costs only time
+            log.warning("warming the prompt cache failed", exc_info=True)
+
+    def _warm_job(self, warm: Callable[[list[ChatMessage]], int], worker_name: str, prefix: list[ChatMessage]) -> None:
+        """On the model context's worker: a chunk of the prompt at a time, each holding a compute slot like a
+        token does; it stops as soon as a reply waits for this context (that reply evaluates the rest)."""
+        worker = self.workers[worker_name]
+        while True:
+            with self.workers.budget.hold(Priority.BATCH):
+                left = warm(prefix)
+            worker.beat()
+            if not left or worker.waiting:
+                return
 
     # -- stages -----------------------------------------------------------------------------------
 

@@ -58,7 +58,7 @@ def test_memory_is_bounded_and_expires() -> None:
     mem = ConversationMemory(max_turns=2, ttl_seconds=10, max_sessions=2, clock=lambda: now[0])
     for i in range(3):
         mem.add("a", Exchange(f"u{i}", f"a{i}"))
-    assert [e.user for e in mem.history("a")] == ["u1", "u2"]
+    assert [e.user for e in mem.history("a")] == ["u2"]  # over the limit: down to half of it
     mem.add("b", Exchange("x", "y"))
     mem.add("c", Exchange("x", "y"))
     assert mem.history("a") == [] and len(mem) == 2  # least recently used dropped
@@ -72,8 +72,8 @@ def test_a_full_memory_drops_its_oldest_half_at_once() -> None:
     for i in range(12):
         mem.add("a", Exchange(f"u{i}", f"a{i}"))
         sizes.append(len(mem.history("a")))
-    assert sizes == [1, 2, 3, 4, 5, 6, 4, 5, 6, 4, 5, 6]  # the prompt's beginning changes every third turn
-    assert [e.user for e in mem.history("a")] == ["u6", "u7", "u8", "u9", "u10", "u11"]
+    assert sizes == [1, 2, 3, 4, 5, 6, 3, 4, 5, 6, 3, 4]  # the prompt's beginning changes every fourth turn
+    assert [e.user for e in mem.history("a")] == ["u8", "u9", "u10", "u11"]
 
 
 def test_shape_reply() -> None:

@@ -14,6 +14,7 @@ class LlmCapabilities:
     streaming: bool
     model: str
     local: bool = True  # computes on this machine's cores (False: waits on a remote service)
+    context_tokens: int | None = None  # the prompt and the reply must fit in this many tokens (None: unknown)
 
 
 class ChatModel(Protocol):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from avatar_server.engines.llm.base import LlmCapabilities
 from avatar_server.values import ChatMessage
@@ -30,7 +31,46 @@ class LlamaCppChat:
         )
         self._seed = seed
         self._lock = threading.Lock()  # a llama context serves one request at a time
-        self.capabilities = LlmCapabilities(streaming=True, model=model_path.name)
+        self.capabilities = LlmCapabilities(streaming=True, model=model_path.name, context_tokens=context_tokens)
+        self._prefix_format = _prefix_formatter(self._llm)
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of `text` by the model's own tokenizer (tens of microseconds for a sentence)."""
+        return len(self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+    def prefix_tokens(self, messages: list[ChatMessage]) -> list[int] | None:
+        """The tokens that every later prompt continuing `messages` starts with: the messages in the model's
+        chat template, without the assistant's cue. None where the template is not the model's own."""
+        if self._prefix_format is None:
+            return None
+        prompt = self._prefix_format(messages=[{"role": m.role, "content": m.content} for m in messages]).prompt
+        return self._llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+
+    def warm(self, messages: list[ChatMessage], *, max_tokens: int = 64) -> int:
+        """Evaluate (at most `max_tokens` more of) the prompt prefix `messages` make, so that the next request
+        that starts with them finds it in the prompt cache (llama.cpp reuses the longest common prefix of the
+        last prompt). Returns the tokens of it still to evaluate: call again while it is not 0."""
+        tokens = self.prefix_tokens(messages)
+        if not tokens:
+            return 0
+        with self._lock:
+            llm = self._llm
+            cached = 0
+            for a, b in zip(llm.eval_tokens, tokens, strict=False):
+                if a != b:
+                    break
+                cached += 1
+            if cached >= len(tokens):
+                return 0
+            end = min(len(tokens), cached + max_tokens)
+            # generate() evaluates what the cache lacks of its prompt (as a request would), then offers the
+            # first token, which is not taken: the prefix stays the context's last prompt.
+            steps = llm.generate(tokens[:end], temp=0.0, reset=True)
+            try:
+                next(steps)
+            finally:
+                steps.close()
+            return len(tokens) - end
 
     def stream(self, messages: list[ChatMessage], *, max_tokens: int, temperature: float) -> Iterator[str]:
         with self._lock:  # held until the caller closes the iterator: one generation at a time
@@ -50,3 +90,19 @@ class LlamaCppChat:
                         yield str(delta)
             finally:
                 chunks.close()  # type: ignore[union-attr]
+
+
+def _prefix_formatter(llm: Any) -> Any:
+    """The model's own chat template (llama-cpp-python formats requests with it) without the assistant's cue."""
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    template = llm.metadata.get("tokenizer.chat_template")
+    if llm.chat_handler is not None or llm.chat_format != "chat_template.default" or not template:
+        return None
+
+    def text(token: int) -> str:
+        return "" if token == -1 else llm.detokenize([token], special=True).decode("utf-8", "replace")
+
+    return Jinja2ChatFormatter(
+        template=template, eos_token=text(llm.token_eos()), bos_token=text(llm.token_bos()), add_generation_prompt=False
+    )
