@@ -65,9 +65,8 @@ def only_speaks(reply_language: str, served: Sequence[str]) -> str:
 
 
 def answer_in(reply_language: str) -> str:
-    """The persona prompt's instruction to answer in a language (said in it too where we can)."""
-    if _base(reply_language) == "uk":
-        return "Always answer in Ukrainian. Завжди відповідай українською мовою."
+    """The persona prompt's instruction to answer in a language. In English only: Qwen2.5 0.5B said the
+    same instruction in Ukrainian back as its reply ("Завжди відповідай українською мовою.")."""
     return f"Always answer in {name(reply_language)}."
 
 

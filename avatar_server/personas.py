@@ -34,13 +34,11 @@ class Avatar:
     portrait: Portrait
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def system_prompt(self, reply_language: str, *, user_language: str = "") -> str:
-        """The persona as a system prompt; a small model invents facts, so the true ones are given. The reply
-        language is named unless it is English and the person's too (`user_language`: theirs, when the
-        avatar cannot answer in it)."""
+    def system_prompt(self, reply_language: str) -> str:
+        """The persona as a system prompt; a small model invents facts, so the true ones are given. A reply
+        language other than English is named ("Always answer in Ukrainian.")."""
         facts = "\n".join(f"- {f}" for f in self.facts)
-        english = reply_language.lower().startswith("en") and not user_language
-        lang = "" if english else f" {answer_in(reply_language)}"
+        lang = "" if reply_language.lower().startswith("en") else f" {answer_in(reply_language)}"
         return (
             f"You are {self.name}. {self.description} {self.style} Speak as yourself, {self.name}, in the first "
             f"person (I, my), to the person you talk with (you, your).{lang}\n"

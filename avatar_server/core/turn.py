@@ -128,8 +128,8 @@ class TurnRunner:
             emit(TranscriptEvent(turn.id, turn.user_text, True))
             speaking = plan.outputs.audio or plan.outputs.video or plan.outputs.animation
             # The reply's language and voice are chosen before the LLM runs. A language the avatar cannot
-            # answer in (not served, or no voice speaks it) never fails the turn: it answers in its own
-            # language, first saying which ones it speaks.
+            # answer in (not served, or no voice speaks it) never fails the turn: it says, in its own
+            # language, which ones it speaks (a line: a small model answers in the person's language anyway).
             reply = reply_language(
                 self.engines,
                 served,
@@ -140,15 +140,15 @@ class TurnRunner:
             )
             turn.language = language = reply.language
             voice = reply.voice
-            opening = only_speaks(language, served) if reply.unserved else ""
-            system_prompt = plan.avatar.system_prompt(language, user_language=reply.unserved)
+            fixed = only_speaks(language, served) if reply.unserved else ""
+            system_prompt = plan.avatar.system_prompt(language)
             messages = build_messages(system_prompt, self.memory.history(plan.session_id), turn.user_text)
             context = self.engines.llm.capabilities.context_tokens
             if context:  # the prompt and the reply always fit the model's context
                 messages = fit_to_context(
                     messages, count=self.count, context_tokens=context, reply_tokens=s.llm_max_tokens
                 )
-            await self._reply(plan, turn, messages, voice, emit, opening)
+            await self._reply(plan, turn, messages, voice, emit, fixed)
             timings.total = time.perf_counter() - started
             turn.completed = True
             emit(TurnCompleted(turn.id, turn.user_text, " ".join(turn.spoken), timings))
@@ -230,9 +230,9 @@ class TurnRunner:
         messages: list[ChatMessage],
         voice: tuple[TextToSpeech, str] | None,
         emit: Callable[[Event], None],
-        opening: str = "",
+        fixed: str = "",
     ) -> None:
-        """`opening`: a line said before the model's words (it counts as the reply's first sentence)."""
+        """`fixed`: the whole reply, said instead of the model's (which then does not run)."""
         if plan.live:
             await self._step_aside_for_playback(turn)
         priority = Priority.LIVE if plan.live else Priority.BATCH
@@ -242,36 +242,39 @@ class TurnRunner:
         self.live_turns += plan.live
         try:
             async with contextlib.AsyncExitStack() as stack, asyncio.TaskGroup() as group:
-                # Live turns get a model context of their own (the session's last one when it is free): the
-                # contexts take turns per token, live first, so a live reply never waits for another to end.
-                llm, worker = self.engines.llm, "llm"
-                if plan.live and self.live_contexts.models:
-                    try:
-                        async with asyncio.timeout(self.settings.llm_timeout_seconds):
-                            index = await stack.enter_async_context(self.live_contexts.take(plan.session_id))
-                    except TimeoutError:
-                        raise StageTimeout("No language model context was free for a live reply in time.") from None
-                    llm, worker = self.live_contexts.models[index], LiveContexts.worker(index)
-                group.create_task(
-                    self._stage(
-                        "language model",
-                        worker,
-                        None,
-                        priority,
-                        False,
-                        self._produce,
-                        llm,
-                        worker,
-                        messages,
-                        tokens,
-                        loop,
-                        turn,
-                        priority,
+                if fixed:  # said as it is: no model runs
+                    tokens.put_nowait(None)
+                else:
+                    # Live turns get a model context of their own (the session's last one when it is free): the
+                    # contexts take turns per token, live first, so a live reply never waits for another to end.
+                    llm, worker = self.engines.llm, "llm"
+                    if plan.live and self.live_contexts.models:
+                        try:
+                            async with asyncio.timeout(self.settings.llm_timeout_seconds):
+                                index = await stack.enter_async_context(self.live_contexts.take(plan.session_id))
+                        except TimeoutError:
+                            raise StageTimeout("No language model context was free for a live reply in time.") from None
+                        llm, worker = self.live_contexts.models[index], LiveContexts.worker(index)
+                    group.create_task(
+                        self._stage(
+                            "language model",
+                            worker,
+                            None,
+                            priority,
+                            False,
+                            self._produce,
+                            llm,
+                            worker,
+                            messages,
+                            tokens,
+                            loop,
+                            turn,
+                            priority,
+                        )
                     )
-                )
                 if voice is not None:
                     group.create_task(self._speaker.speak(plan, turn, pieces, voice, emit))
-                await self._shape(plan, turn, tokens, pieces if voice is not None else None, emit, opening)
+                await self._shape(plan, turn, tokens, pieces if voice is not None else None, emit, fixed)
         except BaseExceptionGroup as group_error:
             raise _first_error(group_error) from None
         finally:
@@ -335,9 +338,9 @@ class TurnRunner:
         tokens: asyncio.Queue[str | None],
         pieces: asyncio.Queue[str | None] | None,
         emit: Callable[[Event], None],
-        opening: str = "",
+        fixed: str = "",
     ) -> None:
-        """Tokens → pieces to speak, within the reply limits (one rule for both RPCs)."""
+        """Tokens → pieces to speak, within the reply limits (one rule for both RPCs); `fixed`: said first."""
         s = self.settings
         timings = turn.timings
         # Alone, a live turn speaks a short piece whenever its listener has little audio in hand (at first,
@@ -365,11 +368,11 @@ class TurnRunner:
         t0 = time.perf_counter()
         turn.generating = True
         try:
-            if opening:
-                emit(ReplyDelta(turn.id, opening + " "))
-                chars += len(opening) + 1
-                sentences += ends_sentence(opening)
-                out(opening)
+            if fixed:
+                emit(ReplyDelta(turn.id, fixed))
+                chars += len(fixed)
+                sentences += ends_sentence(fixed)
+                out(fixed)
             while True:
                 try:
                     async with asyncio.timeout(s.llm_timeout_seconds):  # (wait_for would swallow a cancel)

@@ -167,7 +167,7 @@ def test_lines_in_the_avatars_language() -> None:
     assert languages.only_speaks("en-us", ("en", "uk", "de")) == "Sorry, I only speak English, Ukrainian and German."
     assert languages.only_speaks("en", ("en",)) == "Sorry, I only speak English."
     assert languages.describe(SERVED) == "en (English), uk (Ukrainian)"
-    assert "Ukrainian" in languages.answer_in("uk") and "українською" in languages.answer_in("uk")
+    assert languages.answer_in("uk") == "Always answer in Ukrainian."
 
 
 # -- settings and request validation --------------------------------------------------------------------
@@ -249,19 +249,23 @@ async def test_ukrainian_text_is_answered_in_ukrainian_by_a_ukrainian_voice(anim
     result = await core.interact(TurnRequest(text="Привіт! Як справи?", outputs=SPOKEN))
     assert result.language == "uk"
     assert _calls(core, "espeak")[-1][1:] == ("espeak:uk", "uk")
-    assert "українською" in _prompts(core)[-1]
+    assert "Always answer in Ukrainian." in _prompts(core)[-1]
     assert result.reply_text == "Hello there. I am Grace."  # (the fake model speaks English whatever it is told)
 
 
 async def test_text_in_a_language_not_served_is_answered_in_the_avatars_own(animator: PortraitAnimator) -> None:
-    """espeak-ng has a Chinese voice here, but Chinese is not served: the avatar answers in English, saying so."""
+    """espeak-ng has a Chinese voice here, but Chinese is not served: the avatar says, in English, which
+    languages it speaks (no model runs: a small one answers in the person's language whatever it is told)."""
     core = _core(animator)
     result = await core.interact(TurnRequest(text="你好，你是谁？", outputs=SPOKEN))
     assert result.language == "en"
-    assert result.reply_text == "Sorry, I only speak English and Ukrainian. Hello there."
+    assert result.reply_text == "Sorry, I only speak English and Ukrainian."
     assert _calls(core, "piper")[-1] == (result.reply_text, "piper:en-us", "en")
-    assert "Always answer in English." in _prompts(core)[-1]
-    assert not _calls(core, "espeak")
+    assert not _prompts(core) and not _calls(core, "espeak")
+    # The conversation goes on in English, with that exchange remembered.
+    again = await core.interact(TurnRequest(text="Who are you?", session_id=result.session_id, outputs=SPOKEN))
+    assert again.reply_text == "Hello there. I am Grace."
+    assert "你好，你是谁？" in [m.content for m in core.engines.llm.seen[-1]]  # type: ignore[attr-defined]
 
 
 async def test_detected_language_without_a_voice_never_fails_the_turn(animator: PortraitAnimator) -> None:
@@ -270,7 +274,7 @@ async def test_detected_language_without_a_voice_never_fails_the_turn(animator: 
     audio = AudioData(_wav(), "audio/wav")
     result = await core.interact(TurnRequest(audio=audio, outputs=SPOKEN))
     assert (result.language, result.transcription) == ("en", "你好")
-    assert result.reply_text.startswith("Sorry, I only speak English and Ukrainian.")
+    assert result.reply_text == "Sorry, I only speak English and Ukrainian."
     # German is served here and espeak-ng speaks it; with the piper voice alone it would not be.
     core = _core(animator, stt=FakeSTT("Hallo", language="de"), languages="en,uk,de")
     result = await core.interact(TurnRequest(audio=audio, outputs=SPOKEN))
@@ -282,7 +286,7 @@ async def test_a_ukrainian_avatar_says_it_in_ukrainian(animator: PortraitAnimato
     core.avatars["grace"] = replace(core.avatars["grace"], language="uk")
     result = await core.interact(TurnRequest(text="こんにちは", outputs=SPOKEN))
     assert result.language == "uk"
-    assert result.reply_text.startswith("Вибачте, я розмовляю лише англійською та українською.")
+    assert result.reply_text == "Вибачте, я розмовляю лише англійською та українською."
     assert _calls(core, "espeak")[-1][1:] == ("espeak:uk", "uk")
 
 
@@ -317,3 +321,25 @@ def _wav() -> bytes:
     from avatar_server.media.audio import encode_wav
 
     return encode_wav((0.1 * np.sin(np.arange(16000) / 8)).astype(np.float32), 16000)
+
+
+async def test_a_live_turn_in_a_language_not_served_is_answered_with_the_line() -> None:
+    from avatar_server.core.events import AudioChunkEvent, ReplyDelta, TurnCompleted
+    from avatar_server.core.session import ConversationSession
+    from avatar_server.engines.vad import SileroModel
+    from avatar_server.values import SessionConfig
+    from tests.unit.test_conversation import events_of, make_pipeline
+
+    llm = FakeLLM("Hello there.")
+    core = make_pipeline(SileroModel(), llm)
+    session = ConversationSession(core, SessionConfig(session_id="live"))
+    await session.text("مرحبا، من أنت؟")
+    await session.finish()
+    events = [event async for event in events_of(session)]
+    deltas = "".join(e.text for e in events if isinstance(e, ReplyDelta))
+    assert deltas == "Sorry, I only speak English and Ukrainian."
+    assert any(isinstance(e, AudioChunkEvent) for e in events)
+    done = [e for e in events if isinstance(e, TurnCompleted)]
+    assert done and done[0].reply_text == deltas and not llm.seen
+    assert core.memory.history("live")[0].assistant == deltas
+    await session.close()
