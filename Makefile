@@ -104,6 +104,7 @@ test: setup $(ARCTIC_WAV) $(SPHINX_CLIPS)
 
 bench: setup
 	$(BIN)/python bench/bench_engines.py
+	$(BIN)/python bench/bench_memory.py --threads-vs-tts
 	$(BIN)/python bench/bench_interact.py
 	$(BIN)/python bench/bench_bridge.py
 	$(BIN)/python bench/bench_converse.py

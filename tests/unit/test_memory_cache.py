@@ -4,6 +4,7 @@ fitted to the context, the cache warmed after a trim."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 
 import pytest
 
@@ -184,3 +185,51 @@ def test_llama_cpp_warms_exactly_the_prefix_of_the_next_prompt() -> None:
     # The next request continues the warmed prefix: its prompt's tokens start with it.
     next_prompt = llm.prefix_tokens(build_messages("You are Grace.", history[2:], "And then?"))
     assert next_prompt is not None and next_prompt[: len(tokens)] == tokens
+
+
+def test_a_20_turn_session_evaluates_only_its_new_text_at_every_turn() -> None:
+    """The real model and the server's turn: after a trim the prefix was warmed while the reply was spoken, so
+    no turn evaluates its history again (before: from turn 8 on, ~200 of ~400 prompt tokens every turn)."""
+    from avatar_server.engines.llm.llama_cpp import LlamaCppChat
+
+    evaluated: list[int] = []
+
+    class Counting(LlamaCppChat):
+        def stream(self, messages: list[ChatMessage], *, max_tokens: int, temperature: float) -> Iterator[str]:
+            prompt = self.prefix_tokens(messages) or []
+            cached = 0
+            for a, b in zip(self._llm.eval_tokens, prompt, strict=False):
+                if a != b:
+                    break
+                cached += 1
+            evaluated.append(len(prompt) - cached)
+            return super().stream(messages, max_tokens=max_tokens, temperature=temperature)
+
+    llm = Counting(models.smollm2(), context_tokens=2048, seed=3)
+    settings = Settings(llm_max_tokens=40, memory_turns=6)
+    avatars = load_avatars(settings.avatars_dir)
+    engines = Engines(
+        stt=FakeSTT(),
+        llm=llm,
+        tts={"piper": FakeTTS("piper", ("en-us",)), "espeak": FakeTTS("espeak", ("en-us", "uk"))},
+        fallback_tts="espeak",
+        animator=PortraitAnimator(avatars, video_fps=25, video_size=128),
+    )
+    core = AvatarCore(settings, engines, avatars)
+
+    async def session() -> list[float]:
+        firsts = []
+        for k in range(20):
+            result = await core.interact(
+                TurnRequest(text=f"Tell me about computers, part {k + 1}.", session_id="s", outputs=NO_MEDIA)
+            )
+            firsts.append(result.timings.llm_first_token)
+            await _settle(core)  # the reply would be playing meanwhile
+        return firsts
+
+    firsts = asyncio.run(session())
+    # Each turn evaluates its question and the last reply, never the history again (a trim came at turns 7,
+    # 11, 15 and 19); the first turn evaluates the persona too.
+    assert max(evaluated[1:]) <= 80, evaluated
+    assert evaluated[19] <= 1.5 * evaluated[1] + 16, evaluated
+    print("first token per turn (s):", " ".join(f"{f:.3f}" for f in firsts), "evaluated:", evaluated)
