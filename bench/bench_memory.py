@@ -227,7 +227,7 @@ def threads_vs_tts(settings: Settings, runs: int) -> list[dict[str, Any]]:
     messages = build_messages(avatar.system_prompt("en"), history, "What is a compiler?")
     piper = factory.build_tts("piper", settings)
     piper.synthesize("Warm up.", voice="", language="en")
-    llms = {n: factory.build_llm(settings.model_copy(update={"threads": n})) for n in (1, 2)}
+    llms = {n: factory.build_llm(settings.model_copy(update={"llm_threads": n})) for n in (1, 2)}
     for llm in llms.values():
         list(llm.stream(messages, max_tokens=4, temperature=0.0))
     modes = ("alone", "with-tts", "turns")

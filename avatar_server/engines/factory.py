@@ -73,7 +73,10 @@ def build_llm(settings: Settings) -> ChatModel:
         if not path.is_file():
             raise EngineConfigError(f"LLM model file {path} does not exist")
         return LlamaCppChat(
-            path, context_tokens=settings.llm_context_tokens, threads=settings.threads, seed=settings.llm_seed
+            path,
+            context_tokens=settings.llm_context_tokens,
+            threads=settings.llm_threads or settings.threads,
+            seed=settings.llm_seed,
         )
     if settings.llm_engine == "openai-compatible":
         from avatar_server.engines.llm.openai_compatible import OpenAICompatibleChat

@@ -233,3 +233,16 @@ def test_a_20_turn_session_evaluates_only_its_new_text_at_every_turn() -> None:
     assert max(evaluated[1:]) <= 80, evaluated
     assert evaluated[19] <= 1.5 * evaluated[1] + 16, evaluated
     print("first token per turn (s):", " ".join(f"{f:.3f}" for f in firsts), "evaluated:", evaluated)
+
+
+def test_llama_cpp_writes_with_llm_threads_and_evaluates_prompts_on_every_core() -> None:
+    import os
+
+    from avatar_server.engines.factory import build_llm
+
+    def threads(**overrides: object) -> tuple[int, int]:
+        llm = build_llm(Settings(llm_bundled="smollm2-135m", **overrides))  # type: ignore[arg-type]
+        return llm._llm.n_threads, llm._llm.n_threads_batch  # type: ignore[attr-defined]
+
+    assert threads() == (1, os.cpu_count())
+    assert threads(llm_threads=0, threads=3) == (3, os.cpu_count())
