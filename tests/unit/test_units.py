@@ -142,7 +142,7 @@ def test_avatar_files(tmp_path: Path) -> None:
     grace = avatars["grace"]
     assert grace.portrait.path.is_file() and grace.portrait.landmarks is not None
     prompt = grace.system_prompt("uk")
-    assert "A-0" in prompt and "'uk'" in prompt
+    assert "A-0" in prompt and "Always answer in Ukrainian." in prompt
     (tmp_path / "bad.yaml").write_text("id: x\n")
     with pytest.raises(AvatarConfigError, match=r"bad\.yaml"):
         load_avatars(tmp_path)
