@@ -48,7 +48,7 @@ _OUT_OF_CHARACTER = (
     "qwen", "штучний інтелект", "мовна модель", "асистент", "чат-бот", "я робот", "я комп'ютер", "я програма",
     "відповідай українською",
     # the system prompt's own words
-    "facts about you", "use only these", "always answer in the language", "when talking about yourself",
+    "facts about you", "use only these", "always answer in", "when talking about yourself",
 )  # fmt: skip
 _SELF_NAME = (
     re.compile(r"\b(?i:I am|I'm|my name is|call me)\s+([A-Z][a-z]+)"),
