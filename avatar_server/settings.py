@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     llm_bundled: str = "qwen2.5-coder-0.5b"
     llm_model_path: Path | None = None
     llm_context_tokens: int = 2048
+    # A longer question is shortened in its middle before the model reads it (0: only to fit the context).
+    llm_question_max_tokens: int = 400
     llm_max_tokens: int = 60
     llm_temperature: float = 0.3
     # Set: every reply is sampled with this seed, so a run of requests repeats (a repeated prompt may still

@@ -146,7 +146,11 @@ class TurnRunner:
             context = self.engines.llm.capabilities.context_tokens
             if context:  # the prompt and the reply always fit the model's context
                 messages = fit_to_context(
-                    messages, count=self.count, context_tokens=context, reply_tokens=s.llm_max_tokens
+                    messages,
+                    count=self.count,
+                    context_tokens=context,
+                    reply_tokens=s.llm_max_tokens,
+                    question_tokens=s.llm_question_max_tokens,
                 )
             await self._reply(plan, turn, messages, voice, emit, fixed)
             timings.total = time.perf_counter() - started

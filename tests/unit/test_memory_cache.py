@@ -246,3 +246,15 @@ def test_llama_cpp_writes_with_llm_threads_and_evaluates_prompts_on_every_core()
 
     assert threads() == (1, os.cpu_count())
     assert threads(llm_threads=0, threads=3) == (3, os.cpu_count())
+
+
+def test_a_long_question_is_shortened_to_its_own_cap_first() -> None:
+    count = TokenCounter(WordModel())
+    history = [Exchange("question one", "answer one")]
+    long_question = "Start of my question. " + "blah " * 500 + "So, what do you think?"
+    messages = build_messages("You are Grace.", history, long_question)
+    fitted = fit_to_context(messages, count=count, context_tokens=2048, reply_tokens=60, question_tokens=40)
+    assert count(fitted[-1].content) <= 40 and fitted[:-1] == messages[:-1]  # the history stays: it fits
+    assert fitted[-1].content.startswith("Start of my question.") and fitted[-1].content.endswith("think?")
+    short = build_messages("You are Grace.", history, "What now?")
+    assert fit_to_context(short, count=count, context_tokens=2048, reply_tokens=60, question_tokens=40) is short

@@ -54,12 +54,21 @@ class TokenCounter:
 
 
 def fit_to_context(
-    messages: list[ChatMessage], *, count: TokenCounter, context_tokens: int, reply_tokens: int
+    messages: list[ChatMessage],
+    *,
+    count: TokenCounter,
+    context_tokens: int,
+    reply_tokens: int,
+    question_tokens: int = 0,
 ) -> list[ChatMessage]:
     """`messages` (system, user/assistant pairs, the question) within `context_tokens` less the reply's:
     unchanged when they fit (the common case: one lookup per message and one count of the question),
     else without the oldest exchanges, half of them at a time, and if need be with the question shortened
-    in its middle (its beginning and its end are kept)."""
+    in its middle (its beginning and its end are kept). A question over `question_tokens` (when set) is
+    shortened so first: a 2,000-character paste would otherwise cost seconds of prompt evaluation on a CPU."""
+    if question_tokens and count(messages[-1].content) > question_tokens:
+        last = messages[-1]
+        messages = [*messages[:-1], ChatMessage(last.role, _shorten(last.content, question_tokens, count))]
     budget = context_tokens - reply_tokens - _MARGIN
     total = count.messages(messages)
     if total <= budget:
