@@ -39,7 +39,7 @@ from avatar_server.engines.llm.reply import build_messages, collect_reply  # noq
 from avatar_server.memory import ConversationMemory  # noqa: E402
 from avatar_server.personas import load_avatars  # noqa: E402
 from avatar_server.settings import Settings  # noqa: E402
-from avatar_server.values import Exchange  # noqa: E402
+from avatar_server.values import ChatMessage, Exchange  # noqa: E402
 
 try:
     from avatar_server.engines.llm import budget
@@ -181,7 +181,8 @@ PIECE = "The first compiler I wrote was the A-0 System."
 def _one_run(llm: Any, piper: Any, messages: list[Any], mode: str) -> tuple[float, float | None, float | None]:
     """First token of an uncached prompt, tokens/s after it, Piper's real-time factor meanwhile.
 
-    alone: the LLM by itself. with-tts: Piper synthesizes a reply over and over in another thread at the
+    turn: only the first token of a prompt whose history is cached (what a turn costs). alone: the LLM by
+    itself. with-tts: Piper synthesizes a reply over and over in another thread at the
     same time (two compute slots, or another process on the machine). turns: as the server's one compute
     slot makes them, one after the other in one thread: a piece of 9 words is synthesized after every 8
     tokens, so each engine starts while the other's thread pool has just stopped."""
@@ -197,6 +198,14 @@ def _one_run(llm: Any, piper: Any, messages: list[Any], mode: str) -> tuple[floa
         while not stop.is_set():
             speak()
 
+    if mode == "turn":  # a turn as the server sees it: all but the question is in the prompt cache
+        list(llm.stream([*messages[:-1], ChatMessage("user", "Hm?")], max_tokens=1, temperature=0.0))
+        t0 = time.perf_counter()
+        deltas = llm.stream(messages, max_tokens=1, temperature=0.0)
+        next(deltas)
+        first = time.perf_counter() - t0
+        deltas.close()
+        return first, None, None
     tts = threading.Thread(target=speak_on, daemon=True) if mode == "with-tts" else None
     if tts is not None:
         tts.start()
@@ -230,7 +239,7 @@ def threads_vs_tts(settings: Settings, runs: int) -> list[dict[str, Any]]:
     llms = {n: factory.build_llm(settings.model_copy(update={"llm_threads": n})) for n in (1, 2)}
     for llm in llms.values():
         list(llm.stream(messages, max_tokens=4, temperature=0.0))
-    modes = ("alone", "with-tts", "turns")
+    modes = ("turn", "alone", "with-tts", "turns")
     seen: dict[tuple[int, str], list[tuple[float, float | None, float | None]]] = {
         (n, m): [] for n in llms for m in modes
     }

@@ -25,6 +25,7 @@ class LlamaCppChat:
             model_path=str(model_path),
             n_ctx=context_tokens,
             n_threads=threads,
+            n_threads_batch=threads,  # the prompt too: two stall as writing does when anything else computes
             n_batch=256,
             seed=1234,
             verbose=False,
