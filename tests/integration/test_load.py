@@ -75,9 +75,11 @@ async def interact(stub: pb_grpc.AvatarServiceStub, text: str, deadline: float =
         return err.code().name, time.perf_counter() - t0, err
 
 
-async def live_text_turn(stub: pb_grpc.AvatarServiceStub, text: str) -> list[pb.ConverseResponse]:
+async def live_text_turn(
+    stub: pb_grpc.AvatarServiceStub, text: str, outputs: pb.OutputOptions = AUDIO_ONLY
+) -> list[pb.ConverseResponse]:
     async def requests() -> AsyncIterator[pb.ConverseRequest]:
-        yield pb.ConverseRequest(config=pb.ConverseConfig(outputs=AUDIO_ONLY))
+        yield pb.ConverseRequest(config=pb.ConverseConfig(outputs=outputs))
         yield pb.ConverseRequest(text=text)
 
     return [ev async for ev in stub.Converse(requests(), timeout=60)]
@@ -162,9 +164,18 @@ async def _converse_status(
 async def test_converse_limits_each_get_a_clear_error_and_memory_stays_flat(limited: ServerProcess) -> None:
     async with grpc.aio.insecure_channel(limited.target, options=[("grpc.max_send_message_length", 64 << 20)]) as ch:
         stub = pb_grpc.AvatarServiceStub(ch)
-        # Warm every path first (Converse, VAD, both RPCs): first use allocates; growth after that would be a leak.
+        # Warm every path first (both RPCs, the long prompt, video and animation): first use allocates
+        # (the portrait's warp maps, the encoder, the model contexts' caches); growth after that would be a leak.
         await interact(stub, "Hello!")
-        await live_text_turn(stub, "Hello!")
+        everything = pb.OutputOptions(audio=True, video=True, animation=True)
+        await live_text_turn(stub, LONG_QUESTION, outputs=everything)
+
+        async def one_huge_message() -> AsyncIterator[pb.ConverseRequest]:
+            yield pb.ConverseRequest(config=pb.ConverseConfig(input_format=PCM16))
+            yield pb.ConverseRequest(audio=bytes(200 * 16000 * 2))  # 200 s in one message
+
+        # The first 6 MB message raises the allocator's high-water mark (glibc then keeps such blocks for reuse).
+        await _converse_status(stub, one_huge_message())
         start_rss = rss_mb(limited)
 
         async def flood() -> AsyncIterator[pb.ConverseRequest]:
@@ -181,10 +192,6 @@ async def test_converse_limits_each_get_a_clear_error_and_memory_stays_flat(limi
         completed = sum(e.HasField("turn_completed") for e in events)
         assert completed >= 1 and completed + len(errors) == 1000  # a freed place takes the next typed turn
         assert time.perf_counter() - t0 < 60
-
-        async def one_huge_message() -> AsyncIterator[pb.ConverseRequest]:
-            yield pb.ConverseRequest(config=pb.ConverseConfig(input_format=PCM16))
-            yield pb.ConverseRequest(audio=bytes(200 * 16000 * 2))  # 200 s in one message
 
         _, code, details = await _converse_status(stub, one_huge_message())
         assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "at most 1 s of audio" in details
