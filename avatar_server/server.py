@@ -37,9 +37,7 @@ def load_core(settings: Settings) -> AvatarCore:
     """Load every engine (blocking, seconds): done before the service reports SERVING."""
     avatars = load_avatars(settings.avatars_dir)
     t0 = time.perf_counter()
-    tts = {settings.tts_engine: factory.build_tts(settings.tts_engine, settings)}
-    if settings.fallback_tts_engine not in tts:
-        tts[settings.fallback_tts_engine] = factory.build_tts(settings.fallback_tts_engine, settings)
+    tts = factory.build_tts_engines(settings, [a.voice for a in avatars.values()])
     llm = factory.build_llm(settings)
     engines = Engines(
         stt=factory.build_stt(settings),

@@ -9,6 +9,7 @@ import wave
 import av
 import jiwer
 import numpy as np
+import numpy.typing as npt
 
 
 def normalize(text: str) -> str:
@@ -54,6 +55,11 @@ def median_pitch(wav: bytes) -> float:
     with wave.open(io.BytesIO(wav)) as w:
         rate = w.getframerate()
         x = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float32) / 32768.0
+    return median_pitch_of(x, rate)
+
+
+def median_pitch_of(x: npt.NDArray[np.float32], rate: int) -> float:
+    """Median fundamental frequency (Hz) of the voiced 40 ms frames of mono samples in [-1, 1]."""
     n = int(0.04 * rate)
     lo, hi = rate // 400, rate // 60
     pitches = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Iterable
 
 from avatar_server import models
 from avatar_server.engines.animator.base import Animator
@@ -101,6 +102,20 @@ def build_live_llms(settings: Settings) -> tuple[ChatModel, ...]:
     return ()
 
 
+# Engines that run on this machine's CPU from files installed with the project: nothing to configure.
+EMBEDDED_TTS = ("piper", "espeak", "festival")
+
+
+def build_tts_engines(settings: Settings, avatar_voices: Iterable[str]) -> dict[str, TextToSpeech]:
+    """The primary and fallback engines, and, when the primary is embedded, the embedded engines that
+    the avatars' own voices name (so each avatar speaks with its voice). With a GPU or cloud primary,
+    that engine speaks for every avatar."""
+    names = [settings.tts_engine, settings.fallback_tts_engine]
+    if settings.tts_engine in EMBEDDED_TTS:
+        names += [v.split(":", 1)[0] for v in avatar_voices if v.split(":", 1)[0] in EMBEDDED_TTS]
+    return {name: build_tts(name, settings) for name in dict.fromkeys(names)}
+
+
 def build_tts(name: str, settings: Settings | None = None) -> TextToSpeech:
     settings = settings or Settings()
     if name == "piper":
@@ -111,6 +126,13 @@ def build_tts(name: str, settings: Settings | None = None) -> TextToSpeech:
         from avatar_server.engines.tts.espeak import EspeakTTS
 
         return EspeakTTS()
+    if name == "festival":
+        from avatar_server.engines.tts.festival import FestivalError, FestivalTTS
+
+        try:
+            return FestivalTTS(timeout=settings.tts_timeout_seconds)
+        except FestivalError as exc:
+            raise EngineConfigError(str(exc)) from exc
     if name == "elevenlabs":
         from avatar_server.engines.tts.elevenlabs import ElevenLabsTTS
 
@@ -139,7 +161,7 @@ def build_tts(name: str, settings: Settings | None = None) -> TextToSpeech:
             )
         except (FileNotFoundError, RuntimeError) as exc:
             raise EngineConfigError(str(exc)) from exc
-    raise EngineConfigError(f"unknown TTS engine {name!r} (known: piper, espeak, elevenlabs, xtts)")
+    raise EngineConfigError(f"unknown TTS engine {name!r} (known: piper, espeak, festival, elevenlabs, xtts)")
 
 
 def build_animator(settings: Settings, avatars: dict[str, Avatar]) -> Animator:

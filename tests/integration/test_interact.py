@@ -83,6 +83,23 @@ def test_audio_turn_transcribes_speech(stub: pb_grpc.AvatarServiceStub, clips: d
     check_full_response(resp)
 
 
+def test_grace_speaks_with_a_woman_s_voice_that_whisper_understands(stub: pb_grpc.AvatarServiceStub) -> None:
+    audio_only = pb.OutputOptions(audio=True, video=False, animation=False)
+    for question in ("Who are you?", "What did you build?"):
+        resp = stub.Interact(pb.InteractRequest(text=question, outputs=audio_only), timeout=120)
+        pitch = median_pitch(resp.audio.data)
+        assert pitch > 160, f"Grace speaks with a woman's voice (median pitch {pitch:.0f} Hz)"
+        # The reply's audio, heard by the server's own Whisper, says the reply.
+        heard = stub.Interact(
+            pb.InteractRequest(
+                audio=pb.AudioInput(data=resp.audio.data, mime_type="audio/wav"), language="en", outputs=audio_only
+            ),
+            timeout=120,
+        ).transcription
+        wer = word_error_rate(resp.reply_text, heard)
+        assert wer <= 0.2, f"said {resp.reply_text!r}, heard {heard!r} (WER {wer:.2f})"
+
+
 def test_outputs_can_be_chosen(stub: pb_grpc.AvatarServiceStub) -> None:
     resp = stub.Interact(
         pb.InteractRequest(text="Say hello.", outputs=pb.OutputOptions(audio=True, video=False, animation=False)),
@@ -144,7 +161,8 @@ def test_capabilities(stub: pb_grpc.AvatarServiceStub) -> None:
     assert [a.id for a in caps.avatars] == ["eileen", "grace"]
     assert {a.id: a.voice for a in caps.avatars}["eileen"] == "espeak:en-us+f3"
     voices = {v.id: v for v in caps.voices}
-    assert "piper:en_US-joe-medium" in voices and "espeak:uk" in voices
+    assert {a.id: a.voice for a in caps.avatars}["grace"] == "festival:cmu_us_slt_arctic_hts"
+    assert {"festival:cmu_us_slt_arctic_hts", "piper:en_US-joe-medium", "espeak:uk"} <= set(voices)
     assert {"en", "uk"} <= set(caps.languages)
     stages = {e.stage: e.name for e in caps.engines}
     assert stages["stt"] == "faster-whisper" and stages["llm"] == "llama-cpp"

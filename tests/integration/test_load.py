@@ -164,83 +164,84 @@ async def _converse_status(
 async def test_converse_limits_each_get_a_clear_error_and_memory_stays_flat(limited: ServerProcess) -> None:
     async with grpc.aio.insecure_channel(limited.target, options=[("grpc.max_send_message_length", 64 << 20)]) as ch:
         stub = pb_grpc.AvatarServiceStub(ch)
-        # Warm every path first (both RPCs, the long prompt, video and animation): first use allocates
-        # (the portrait's warp maps, the encoder, the model contexts' caches); growth after that would be a leak.
         await interact(stub, "Hello!")
-        everything = pb.OutputOptions(audio=True, video=True, animation=True)
-        await live_text_turn(stub, LONG_QUESTION, outputs=everything)
 
         async def one_huge_message() -> AsyncIterator[pb.ConverseRequest]:
             yield pb.ConverseRequest(config=pb.ConverseConfig(input_format=PCM16))
             yield pb.ConverseRequest(audio=bytes(200 * 16000 * 2))  # 200 s in one message
 
-        # The first 6 MB message raises the allocator's high-water mark (glibc then keeps such blocks for reuse).
-        await _converse_status(stub, one_huge_message())
+        async def abuse(round_: int) -> None:
+
+            async def flood() -> AsyncIterator[pb.ConverseRequest]:
+                yield pb.ConverseRequest(config=pb.ConverseConfig(outputs=AUDIO_ONLY))
+                for k in range(1000):
+                    yield pb.ConverseRequest(text=f"Question {k}?")
+
+            t0 = time.perf_counter()
+            events, code, _ = await _converse_status(stub, flood())
+            errors = [e.error for e in events if e.HasField("error")]
+            assert code == grpc.StatusCode.OK
+            assert len(errors) >= 990 and all(e.code == "RESOURCE_EXHAUSTED" for e in errors)
+            assert "already waiting" in errors[0].message
+            completed = sum(e.HasField("turn_completed") for e in events)
+            assert completed >= 1 and completed + len(errors) == 1000  # a freed place takes the next typed turn
+            assert time.perf_counter() - t0 < 60
+
+            _, code, details = await _converse_status(stub, one_huge_message())
+            assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "at most 1 s of audio" in details
+
+            async def too_fast() -> AsyncIterator[pb.ConverseRequest]:
+                yield pb.ConverseRequest(config=pb.ConverseConfig(input_format=PCM16))
+                noise = (np.random.default_rng(0).normal(0, 300, 1600)).astype("<i2").tobytes()
+                for _ in range(600):  # 60 s of audio in about 2 s
+                    yield pb.ConverseRequest(audio=noise)
+                    await asyncio.sleep(0.0033)
+
+            _, code, details = await _converse_status(stub, too_fast())
+            assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "faster than 2x real time" in details
+
+            async def silent() -> AsyncIterator[pb.ConverseRequest]:
+                yield pb.ConverseRequest(config=pb.ConverseConfig())
+                await asyncio.sleep(30)
+
+            t0 = time.perf_counter()
+            _, code, details = await _converse_status(stub, silent())
+            assert code == grpc.StatusCode.DEADLINE_EXCEEDED and "No message for 2 s" in details
+            assert time.perf_counter() - t0 < 5
+
+            # A client that stops reading: the server closes it; meanwhile another session is served.
+            stop_reading = asyncio.Event()
+
+            async def talk_then_wait() -> AsyncIterator[pb.ConverseRequest]:
+                yield pb.ConverseRequest(config=pb.ConverseConfig())  # audio + animation: large events
+                for k in range(3):
+                    yield pb.ConverseRequest(text=f"{LONG_QUESTION} ({k})")
+                await stop_reading.wait()
+
+            # A small receive window, so the transport does not buffer what the client does not read.
+            slow_options = [("grpc.http2.lookahead_bytes", 16384), ("grpc.http2.bdp_probe", 0)]
+            slow_channel = grpc.aio.insecure_channel(limited.target, options=slow_options)
+            call = pb_grpc.AvatarServiceStub(slow_channel).Converse(talk_then_wait(), timeout=60)
+            await call.read()  # then reads nothing more
+            other = await asyncio.wait_for(live_text_turn(stub, "Hello!"), 30)
+            assert any(e.HasField("turn_completed") for e in other)
+            t0 = time.perf_counter()
+            while time.perf_counter() - t0 < 30 and limited.log().count("the client read nothing") <= round_:  # noqa: ASYNC110
+                await asyncio.sleep(0.2)
+            stop_reading.set()
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                while await call.read() is not grpc.aio.EOF:
+                    pass
+            assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, err.value
+            assert "read nothing" in (err.value.details() or "")
+            await slow_channel.close()
+
+        # Round 0 allocates what first use needs (the portrait's warp maps and the encoder, the allocator
+        # keeps blocks of a 6 MB message, the model contexts' caches fill, ...); round 1, the same again,
+        # must not grow: that would be a leak.
+        await abuse(0)
         start_rss = rss_mb(limited)
-
-        async def flood() -> AsyncIterator[pb.ConverseRequest]:
-            yield pb.ConverseRequest(config=pb.ConverseConfig(outputs=AUDIO_ONLY))
-            for k in range(1000):
-                yield pb.ConverseRequest(text=f"Question {k}?")
-
-        t0 = time.perf_counter()
-        events, code, _ = await _converse_status(stub, flood())
-        errors = [e.error for e in events if e.HasField("error")]
-        assert code == grpc.StatusCode.OK
-        assert len(errors) >= 990 and all(e.code == "RESOURCE_EXHAUSTED" for e in errors)
-        assert "already waiting" in errors[0].message
-        completed = sum(e.HasField("turn_completed") for e in events)
-        assert completed >= 1 and completed + len(errors) == 1000  # a freed place takes the next typed turn
-        assert time.perf_counter() - t0 < 60
-
-        _, code, details = await _converse_status(stub, one_huge_message())
-        assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "at most 1 s of audio" in details
-
-        async def too_fast() -> AsyncIterator[pb.ConverseRequest]:
-            yield pb.ConverseRequest(config=pb.ConverseConfig(input_format=PCM16))
-            noise = (np.random.default_rng(0).normal(0, 300, 1600)).astype("<i2").tobytes()
-            for _ in range(600):  # 60 s of audio in about 2 s
-                yield pb.ConverseRequest(audio=noise)
-                await asyncio.sleep(0.0033)
-
-        _, code, details = await _converse_status(stub, too_fast())
-        assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "faster than 2x real time" in details
-
-        async def silent() -> AsyncIterator[pb.ConverseRequest]:
-            yield pb.ConverseRequest(config=pb.ConverseConfig())
-            await asyncio.sleep(30)
-
-        t0 = time.perf_counter()
-        _, code, details = await _converse_status(stub, silent())
-        assert code == grpc.StatusCode.DEADLINE_EXCEEDED and "No message for 2 s" in details
-        assert time.perf_counter() - t0 < 5
-
-        # A client that stops reading: the server closes it; meanwhile another session is served.
-        stop_reading = asyncio.Event()
-
-        async def talk_then_wait() -> AsyncIterator[pb.ConverseRequest]:
-            yield pb.ConverseRequest(config=pb.ConverseConfig())  # audio + animation: large events
-            for k in range(3):
-                yield pb.ConverseRequest(text=f"{LONG_QUESTION} ({k})")
-            await stop_reading.wait()
-
-        # A small receive window, so the transport does not buffer what the client does not read.
-        slow_options = [("grpc.http2.lookahead_bytes", 16384), ("grpc.http2.bdp_probe", 0)]
-        slow_channel = grpc.aio.insecure_channel(limited.target, options=slow_options)
-        call = pb_grpc.AvatarServiceStub(slow_channel).Converse(talk_then_wait(), timeout=60)
-        await call.read()  # then reads nothing more
-        other = await asyncio.wait_for(live_text_turn(stub, "Hello!"), 30)
-        assert any(e.HasField("turn_completed") for e in other)
-        t0 = time.perf_counter()
-        while time.perf_counter() - t0 < 30 and "the client read nothing" not in limited.log():  # noqa: ASYNC110
-            await asyncio.sleep(0.2)
-        stop_reading.set()
-        with pytest.raises(grpc.aio.AioRpcError) as err:
-            while await call.read() is not grpc.aio.EOF:
-                pass
-        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, err.value
-        assert "read nothing" in (err.value.details() or "")
-        await slow_channel.close()
+        await abuse(1)
         assert rss_mb(limited) - start_rss < 50, (start_rss, rss_mb(limited))
 
 
@@ -253,8 +254,10 @@ async def test_a_cancelled_interact_frees_the_engine_and_writes_nothing(
         await asyncio.sleep(0.5)
         call.cancel()
         t0 = time.perf_counter()
-        kind, seconds, _ = await interact(stub, "Hi.", deadline=20)
-        assert kind == "served" and time.perf_counter() - t0 < 5, (kind, seconds)
+        kind, seconds, resp = await interact(stub, "Hi.", deadline=20)
+        # Served at once: it waited for nothing (its own turn, up to 160 tokens here, is most of the time).
+        assert kind == "served" and seconds - resp.timings.total_seconds < 1, (kind, seconds)  # type: ignore[attr-defined]
+        assert time.perf_counter() - t0 < 10
     assert "session=cancelled-turn" not in limited.log()  # the turn never completed, so nothing was remembered
 
     # REST: a client that leaves mid-turn gets its gRPC call cancelled and no media is stored.

@@ -169,7 +169,7 @@ def test_startup_errors_name_what_is_missing(settings: dict[str, str], message: 
         ("elevenlabs", {}, "AVATAR_ELEVENLABS_API_KEY"),
         ("elevenlabs", {"elevenlabs_api_key": "k"}, "AVATAR_ELEVENLABS_VOICE_ID"),
         ("xtts", {}, "coqui-tts"),
-        ("festival", {}, "unknown TTS engine 'festival'"),
+        ("flite", {}, "unknown TTS engine 'flite'"),
     ],
 )
 def test_tts_startup_errors(name: str, settings: dict[str, str], message: str) -> None:
