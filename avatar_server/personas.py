@@ -42,7 +42,7 @@ class Avatar:
         return (
             f"You are {self.name}. {self.description} {self.style} Speak as yourself, {self.name}, in the first "
             f"person (I, my), to the person you talk with (you, your).{lang}\n"
-            f"Facts about you (use only these when talking about yourself):\n{facts}"
+            f"What you say about yourself (only these facts, in your own words):\n{facts}"
         )
 
 

@@ -19,6 +19,7 @@ marked `subset` with the same functions.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import statistics
@@ -49,6 +50,7 @@ _OUT_OF_CHARACTER = (
     "відповідай українською",
     # the system prompt's own words
     "facts about you", "use only these", "always answer in", "when talking about yourself",
+    "what you say about yourself", "only these facts",
 )  # fmt: skip
 _SELF_NAME = (
     re.compile(r"\b(?i:I am|I'm|my name is|call me)\s+([A-Z][a-z]+)"),
@@ -211,6 +213,20 @@ def _print_table(title: str, table: dict[str, dict[str, float]]) -> None:
         print(f"{name:<14} {int(row['n']):>3} {cells}")
 
 
+def llm_env(args: argparse.Namespace) -> dict[str, str]:
+    """The server's settings for an OpenAI-compatible model, when one is asked for."""
+    if not args.llm_url:
+        return {}
+    import os
+
+    return {
+        "AVATAR_LLM_ENGINE": "openai-compatible",
+        "AVATAR_LLM_BASE_URL": args.llm_url,
+        "AVATAR_LLM_MODEL": args.llm_model,
+        "AVATAR_LLM_API_KEY": os.environ.get(args.llm_key_env, ""),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--target", help="host:port of a running avatar server (default: start one)")
@@ -218,6 +234,13 @@ def main() -> int:
     parser.add_argument("--subset", action="store_true", help="only the questions `make test` asks")
     parser.add_argument("--show", type=int, default=14, help="how many replies to print for a person to read")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "eval-latest.json")
+    llm = parser.add_argument_group("the model (default: the embedded one)")
+    llm.add_argument("--llm-url", help="an OpenAI-compatible endpoint's base URL (e.g. https://api.openai.com/v1)")
+    llm.add_argument("--llm-model", default="", help="its model name")
+    llm.add_argument("--llm-key-env", default="OPENAI_API_KEY", help="the environment variable holding its key")
+    llm.add_argument(
+        "--reference", action="store_true", help="the harness's reference replies (bench/reference_llm.py)"
+    )
     args = parser.parse_args()
 
     sys.path.insert(0, str(ROOT))
@@ -230,8 +253,13 @@ def main() -> int:
     questions = subset(load_questions()) if args.subset else load_questions()
     server = None
     target = args.target
+    stack = contextlib.ExitStack()
+    if args.reference:
+        from bench.reference_llm import MODEL, running
+
+        args.llm_url, args.llm_model = stack.enter_context(running(avatar.name)), MODEL
     if not target:
-        server = start_server(Path(tempfile.mkdtemp()) / "server.log")
+        server = start_server(Path(tempfile.mkdtemp()) / "server.log", extra_env=llm_env(args))
         target = server.target
     try:
         names = persona_names(avatar.name, questions)
@@ -243,6 +271,7 @@ def main() -> int:
     finally:
         if server is not None:
             stop_server(server)
+        stack.close()
 
     _print_table("kind", rates(results, lambda r: r.question.kind))
     _print_table("language", rates(results, lambda r: r.question.lang))
@@ -257,7 +286,7 @@ def main() -> int:
         json.dumps(
             {
                 "date": datetime.now(UTC).isoformat(timespec="seconds"),
-                "target": args.target or "embedded",
+                "target": args.target or ("reference" if args.reference else args.llm_url or "embedded"),
                 "avatar": avatar.id,
                 "check_pass_rate": overall,
                 "replies": [

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+from avatar_server.character import breaks_character, persona_line
 from avatar_server.core import validation
 from avatar_server.core.contexts import LiveContexts
 from avatar_server.core.engines import Engines
@@ -43,6 +44,8 @@ from avatar_server.settings import Settings
 from avatar_server.values import ChatMessage, Exchange
 
 log = logging.getLogger("avatar_server.turn")
+# A reply cut for breaking character after fewer words than this said (a greeting) gets the persona line.
+_SAID_ENOUGH = 4
 T = TypeVar("T")
 
 # A reply is cut at `reply_max_sentences` sentences; generation also stops this many characters past
@@ -357,9 +360,19 @@ class TurnRunner:
         whole: list[str] = []  # not live: the reply is spoken as one piece at the end
         produced = 0
 
+        broke = ""  # why the reply broke character, if it did: nothing from there on is said
+        said_words = 0
+
         def out(piece: str) -> None:
-            nonlocal produced
+            nonlocal produced, broke, done, said_words
+            if not broke and piece != fixed:
+                broke = breaks_character(piece, plan.avatar.name)
+            if broke:
+                done = True
+                turn.stop.set()
+                return
             produced += 1
+            said_words += len(piece.split())
             if not plan.live:
                 whole.append(piece)
             elif pieces is None:
@@ -410,9 +423,16 @@ class TurnRunner:
                 out(rest)
             if not plan.live:  # one piece: the whole reply, shaped
                 text = shape_reply(" ".join(whole), max_sentences=s.reply_max_sentences, max_chars=s.reply_max_chars)
+                if broke and len(text.split()) < _SAID_ENOUGH:  # "Hello!" and then someone else: the line alone
+                    text = persona_line(plan.avatar.name, turn.language)
                 (turn.spoken.append if pieces is None else pieces.put_nowait)(text or no_answer(turn.language))
+            elif broke and said_words < _SAID_ENOUGH:  # live: a greeting may be out already; the line follows
+                line, broke = persona_line(plan.avatar.name, turn.language), ""
+                out(line)
             elif not produced:
                 out(no_answer(turn.language))
+            if broke:
+                log.info("turn %s: the reply broke character (%r) and was cut there", turn.id, broke)
             timings.llm = time.perf_counter() - t0
         finally:
             turn.generating = False

@@ -20,6 +20,7 @@ SERVER_LAYERS: list[tuple[str, int]] = [
     ("avatar_server.memory", 1),
     ("avatar_server.personas", 1),
     ("avatar_server.languages", 1),
+    ("avatar_server.character", 1),
     ("avatar_server.media", 1),
     ("avatar_server.animation", 1),
     ("avatar_server.engines", 2),

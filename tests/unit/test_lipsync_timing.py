@@ -14,12 +14,13 @@ VOWELS = [(0.30, 0.55), (0.80, 1.00), (1.25, 1.60), (1.90, 2.05), (2.30, 2.70), 
 
 
 def vowel_bursts(rate: int = 22050, seconds: float = 3.5) -> np.ndarray:
-    """Loud 'vowels' at VOWELS, silence between."""
+    """Loud 'vowels' at VOWELS (a 180 Hz voice with a harmonic near a first formant), silence between."""
     t = np.arange(int(seconds * rate)) / rate
     on = np.zeros_like(t, dtype=bool)
     for a, b in VOWELS:
         on |= (t >= a) & (t < b)
-    return np.where(on, 0.4 * np.sin(2 * np.pi * 180 * t), 0.0).astype(np.float32)
+    voice = 0.3 * np.sin(2 * np.pi * 180 * t) + 0.2 * np.sin(2 * np.pi * 720 * t)
+    return np.where(on, voice, 0.0).astype(np.float32)
 
 
 def test_envelope_is_centred_on_its_window() -> None:
