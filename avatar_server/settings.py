@@ -59,11 +59,11 @@ class Settings(BaseSettings):
     # differ: llama.cpp's prompt cache changes how much of it is evaluated at once, hence the numerics).
     llm_seed: int | None = None
     threads: int = 2
-    # llama.cpp's threads, for the prompt and the reply (0: `threads`). One, by measurement on 2 cores
-    # (bench/bench_memory.py --threads-vs-tts, bench/README.md): with two, any other computation at the same
-    # time (Piper in another thread, another process) stalls both at every step (0.6-1.8 tokens/s against
-    # 5-17 with one; a turn's 20-token prompt 0.4-11 s against 0.19 s), and one writes faster than speech.
-    llm_threads: int = 1
+    # llama.cpp's most threads, for the prompt and the reply (0: `threads`). It uses them all while the cores
+    # are free and one while something else computes (a token step far slower than the fastest): two make
+    # the first words come twice as soon, and stall whenever another computation takes a core
+    # (bench/bench_first_words.py, bench/README.md).
+    llm_threads: int = 2
     # Heavy engine jobs (STT, LLM tokens, TTS, video) that may compute at once; each uses `threads` cores.
     compute_slots: int = 1
     # llama.cpp contexts for live turns, so a live reply never waits for another reply to finish (0: none).

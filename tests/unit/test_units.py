@@ -157,3 +157,16 @@ def test_espeak_engine_gives_phoneme_timings_in_many_languages() -> None:
     assert any("l" in p.phoneme for p in speech.phonemes)
     uk = tts.synthesize("Привіт", voice="espeak:uk", language="uk")
     assert uk.duration > 0.3 and uk.phonemes
+
+
+def test_llama_threads_back_off_to_one_while_a_core_is_busy_and_try_all_again() -> None:
+    from avatar_server.engines.llm.llama_cpp import _Threads
+
+    threads = _Threads(2)
+    assert [threads.step(0.021) for _ in range(5)] == [2] * 5  # free cores: both threads
+    assert threads.step(0.0) == 2  # a step that computed nothing says nothing
+    assert threads.step(0.045) == 1  # twice the fastest step: a core is taken
+    steps = [threads.step(0.033) for _ in range(_Threads._BACK_OFF)]
+    assert steps[:-1] == [1] * (_Threads._BACK_OFF - 1) and steps[-1] == 2  # then all again
+    assert threads.step(0.022) == 2
+    assert _Threads(1).step(0.5) == 1  # one thread: nothing to adapt

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,8 @@ class LlamaCppChat:
         )
         self._seed = seed
         self._lock = threading.Lock()  # a llama context serves one request at a time
+        self.threads = _Threads(threads)
+        self._llm._ctx.set_n_threads(self.threads.now, self.threads.now)
         self.capabilities = LlmCapabilities(streaming=True, model=model_path.name, context_tokens=context_tokens)
         self._prefix_format = _prefix_formatter(self._llm)
 
@@ -85,10 +88,18 @@ class LlamaCppChat:
                 stream=True,
             )
             try:
+                tokens = 0
+                t0 = time.perf_counter()
                 for chunk in chunks:
                     delta = chunk["choices"][0]["delta"].get("content")  # type: ignore[index,union-attr]
-                    if delta:
-                        yield str(delta)
+                    if not delta:
+                        continue  # the opening chunk (the role) and the closing one: no step of their own
+                    tokens += 1
+                    if tokens > 1:  # a token step (the first token's time is the prompt's)
+                        n = self.threads.step(time.perf_counter() - t0)
+                        self._llm._ctx.set_n_threads(n, n)
+                    yield str(delta)
+                    t0 = time.perf_counter()  # the caller's time between tokens is not the step's
             finally:
                 chunks.close()  # type: ignore[union-attr]
 
@@ -107,3 +118,35 @@ def _prefix_formatter(llm: Any) -> Any:
     return Jinja2ChatFormatter(
         template=template, eos_token=text(llm.token_eos()), bos_token=text(llm.token_bos()), add_generation_prompt=False
     )
+
+
+class _Threads:
+    """How many threads llama.cpp computes with, adapted to the machine: all of `most` while the cores are
+    free, one while something else computes. On 2 cores two threads make the first words come about twice
+    as soon (bench/bench_first_words.py), but a busy core stalls them: each step waits for its slower
+    thread, and the same steps took twice as long as with one. A token step much slower than the fastest
+    seen with all threads means a core is taken; the next `_BACK_OFF` steps then use one thread, and the
+    next step tries all again."""
+
+    _SLOW = 1.8  # a step this many times the fastest seen with all threads: contention
+    _BACK_OFF = 48  # steps on one thread before trying all again
+
+    def __init__(self, most: int) -> None:
+        self.most = max(1, most)
+        self.now = self.most
+        self._fastest = float("inf")
+        self._single_left = 0
+
+    def step(self, seconds: float) -> int:
+        """Record a token step's time at `now` threads; the threads for the next step."""
+        if seconds < 0.002:  # no computation in it (text held back, then released): says nothing
+            return self.now
+        if self.now == self.most and self.most > 1:
+            if seconds > self._SLOW * self._fastest:
+                self.now, self._single_left = 1, self._BACK_OFF
+            self._fastest = min(self._fastest, seconds)
+        elif self._single_left > 0:
+            self._single_left -= 1
+            if self._single_left == 0:
+                self.now = self.most
+        return self.now

@@ -282,6 +282,14 @@ export function AvatarChatWidget({
         setLiveChunks((n) => n + 1);
         break;
       case "turn_completed": {
+        // What was said: the deltas are what the model wrote, which the server may cut (limits, the
+        // in-character guard) or replace.
+        if (typeof event.reply_text === "string" && event.reply_text) {
+          const said = event.reply_text;
+          setLog((l) =>
+            l.map((entry) => (entry.role === "avatar" && entry.turnId === event.turn_id ? { ...entry, text: said } : entry)),
+          );
+        }
         const t = event.timings as Record<string, number>;
         setTimings({ stt: t.stt, llm: t.llm, tts: t.tts, animation: 0, total: t.total });
         break;
