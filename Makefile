@@ -114,6 +114,8 @@ bench: setup
 	$(BIN)/python bench/contact_sheet.py
 	$(BIN)/python bench/bench_face.py
 	$(BIN)/python bench/eval_replies.py
+	$(BIN)/python bench/bench_voice.py
+	$(BIN)/python bench/bench_first_words.py
 
 # What the avatar says, scored over 42 questions in English and Ukrainian (bench/eval_replies.py).
 eval: setup
