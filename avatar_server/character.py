@@ -17,7 +17,8 @@ _OUT_OF_CHARACTER = re.compile(
     r"|chatbot|chat bot|openai|chatgpt|qwen|alibaba cloud|smollm|hugging ?face"
     r"|facts about you|use only these|what you say about yourself|only these facts|always answer in"
     r"|when talking about yourself|speak as yourself"
-    r"|i(?:'m| am) (?:just |only |a |an |only a |just a )*(?:robot|bot|machine|computer program))\b"
+    r"|i(?:'m| am) (?:just |only |a |an |only a |just a )*(?:robot|bot|machine|computer program)"
+    r"|i (?:don't|do not) have (?:personal |any )?(?:opinions|preferences|feelings|emotions|experiences|a body))\b"
     r"|штучн\w* інтелект\w*|мовн\w* модел\w*|асистент\w*|чат-бот\w*|я (?:лише |просто )?(?:комп'ютерна )?програма\b",
     re.IGNORECASE,
 )

@@ -34,6 +34,7 @@ from avatar_server.core.voices import home_language, reply_language
 from avatar_server.core.workers import Priority, Workers
 from avatar_server.engines.llm.base import ChatModel
 from avatar_server.engines.llm.budget import TokenCounter, fit_to_context
+from avatar_server.engines.llm.repeats import OpeningCheck, without_history
 from avatar_server.engines.llm.reply import SentenceSplitter, build_messages, ends_sentence, shape_reply
 from avatar_server.engines.tts.base import TextToSpeech
 from avatar_server.errors import AvatarError, InvalidInput, StageTimeout
@@ -183,13 +184,15 @@ class TurnRunner:
             # one, nothing of an Interact reply nobody received.
             if turn.confirmed and turn.user_text and turn.spoken and (turn.completed or plan.live):
                 exchange = Exchange(turn.user_text, " ".join(turn.spoken))
-                if self.memory.add(plan.session_id, exchange, tokens=self.count.exchange(exchange)):
+                trimmed = self.memory.add(plan.session_id, exchange, tokens=self.count.exchange(exchange))
+                if trimmed or turn.asked_again:  # the next prompt's beginning is not in the cache
                     self._warm_later(plan, system_prompt)
 
     # -- the prompt cache --------------------------------------------------------------------------
 
     def _warm_later(self, plan: TurnPlan, system_prompt: str) -> None:
-        """The memory dropped the session's oldest exchanges, so its next prompt begins differently: evaluate
+        """The memory dropped the session's oldest exchanges (or the reply was asked again without the
+        history), so its next prompt begins differently from what the cache holds: evaluate
         that beginning now, while this reply is spoken, and the next turn finds it in the prompt cache of the
         model context it will get (the session's own), instead of evaluating the whole history first."""
         llm: ChatModel = self.engines.llm
@@ -307,6 +310,7 @@ class TurnRunner:
         worker = self.workers[worker_name]
         deltas = llm.stream(messages, max_tokens=s.llm_max_tokens, temperature=s.llm_temperature)
         cores = self.workers.budget.hold if llm.capabilities.local else None
+        check = OpeningCheck(messages)  # a reply opening as an earlier one did is asked again, once
         try:
             while True:
                 if cores is not None:
@@ -315,10 +319,22 @@ class TurnRunner:
                 else:
                     delta = next(deltas, None)
                 if delta is None:
+                    if rest := check.flush():
+                        loop.call_soon_threadsafe(out.put_nowait, rest)
                     break
                 worker.beat()
                 if turn.stop.is_set():
                     break
+                delta, repeats = check.feed(delta)
+                if repeats:
+                    turn.asked_again = True
+                    log.info("turn %s: the reply opened as an earlier one; asked again without the history", turn.id)
+                    _close(deltas)
+                    fresh = without_history(messages)
+                    deltas = llm.stream(fresh, max_tokens=s.llm_max_tokens, temperature=s.llm_temperature)
+                    continue
+                if not delta:
+                    continue
                 loop.call_soon_threadsafe(out.put_nowait, delta)
                 # 2 cores: while a live turn's first piece is synthesized, the next token waits, so the first
                 # audio comes sooner. Never while another turn waits for the model, and never for long: the
@@ -332,9 +348,7 @@ class TurnRunner:
                 ):
                     worker.beat()
         finally:
-            close = getattr(deltas, "close", None)
-            if close is not None:
-                close()
+            _close(deltas)
             with contextlib.suppress(RuntimeError):  # the loop may be gone when a session is torn down
                 loop.call_soon_threadsafe(out.put_nowait, None)
 
@@ -438,6 +452,12 @@ class TurnRunner:
             turn.generating = False
             if pieces is not None:
                 pieces.put_nowait(None)
+
+
+def _close(deltas: object) -> None:
+    close = getattr(deltas, "close", None)
+    if close is not None:
+        close()
 
 
 def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:

@@ -51,6 +51,7 @@ class Turn:
     spoken: list[str] = field(default_factory=list)
     timings: Timings = field(default_factory=Timings)
     generating: bool = False  # the LLM is still writing this turn's reply
+    asked_again: bool = False  # the reply opened as an earlier one: the model was asked without the history
     playback: Playback | None = None  # the reply's audio at the listener, once some of it went out
     completed: bool = False
     playback_wait: float = 0.0  # seconds this turn stepped aside for other live replies

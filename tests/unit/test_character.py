@@ -27,6 +27,7 @@ from tests.unit.fakes import FakeLLM, FakeSTT, FakeTTS
         "Я штучний інтелект і не маю імені.",
         "Я мовна модель.",
         "I am a robot.",
+        "As a rear admiral, I don't have personal preferences or opinions.",
         "What you say about yourself: I was born in 1906.",
     ],
 )

@@ -112,6 +112,12 @@ class CachingLLM(FakeLLM):
     def __init__(self) -> None:
         super().__init__("I am fine. Thanks for asking.")
         self.warmed: list[list[ChatMessage]] = []
+        self.vary = False  # each reply opens differently (a model that repeats itself is asked again)
+
+    def stream(self, messages: list[ChatMessage], *, max_tokens: int, temperature: float) -> Iterator[str]:
+        if self.vary:
+            self.reply = f"Reply {len(self.seen)}: I am fine."
+        return super().stream(messages, max_tokens=max_tokens, temperature=temperature)
 
     def count_tokens(self, text: str) -> int:
         return len(text.split())
@@ -136,6 +142,7 @@ def make_core(llm: CachingLLM) -> AvatarCore:
 
 async def test_after_a_trim_the_next_prompt_is_warmed_while_the_reply_is_spoken() -> None:
     llm = CachingLLM()
+    llm.vary = True
     core = make_core(llm)
     for k in range(6):
         await core.interact(TurnRequest(text=f"How are you, take {k}?", session_id="s", outputs=NO_MEDIA))
@@ -147,6 +154,19 @@ async def test_after_a_trim_the_next_prompt_is_warmed_while_the_reply_is_spoken(
     assert [m.role for m in prefix] == ["system", "user", "assistant", "user", "assistant"]
     assert prefix[1].content == "How are you, take 3?"
     assert starts_with(llm.seen[5], prefix)
+
+
+async def test_a_reply_asked_again_without_the_history_warms_the_next_prompt() -> None:
+    llm = CachingLLM()  # every reply opens as the last: the second turn asks again with the question alone
+    core = make_core(llm)
+    for k in range(2):
+        await core.interact(TurnRequest(text=f"How are you, take {k}?", session_id="s", outputs=NO_MEDIA))
+        await _settle(core)
+    assert [m.role for m in llm.seen[-1]] == ["system", "user"]
+    # That left the context's cache with the question alone: the next prompt's prefix (persona + history)
+    # is evaluated again while the reply is spoken.
+    assert len(llm.warmed) == 1
+    assert [m.role for m in llm.warmed[0]] == ["system", "user", "assistant", "user", "assistant"]
 
 
 async def test_a_long_question_never_overflows_the_context() -> None:

@@ -195,3 +195,15 @@ async def test_a_turn_is_never_cut_at_mr(live: bool) -> None:
     else:
         reply = (await core.interact(TurnRequest(text="Did you meet him?", outputs=outputs))).reply_text
     assert reply == "Yes, I met the next-door neighbor, Mr. Smith. He was kind to Dr. J. Watson."
+
+
+def test_sentences_run_together_get_their_space() -> None:
+    assert shape_reply("No, I did not find a moth.As a rear admiral, I was brave.", max_sentences=1, max_chars=200) == (
+        "No, I did not find a moth."
+    )
+    assert shape_reply("I served in the U.S.Navy and e.g.The Mark I.", max_sentences=3, max_chars=200) == (
+        "I served in the U.S.Navy and e.g.The Mark I."
+    )
+    splitter = SentenceSplitter()
+    assert splitter.feed("I did not find a moth.") == []
+    assert splitter.feed("As a rear admiral, ") == ["I did not find a moth."]

@@ -17,6 +17,13 @@ __all__ = [
 ]
 
 _ROLE_LEAK = re.compile(r"^\s*(assistant|user|system)\s*:\s*", re.IGNORECASE)
+# A small model sometimes runs sentences together ("I did not find a moth.As a rear admiral"): a sentence end
+# after a lowercase word, right before a capitalized word, gets its space ("U.S.Navy", "e.g.The" do not match).
+_MISSING_SPACE = re.compile(r"(?<=[a-zа-яіїєґ]{2})([.!?])(?=[A-ZА-ЯІЇЄҐ][a-zа-яіїєґ])")
+
+
+def _spaced(text: str) -> str:
+    return _MISSING_SPACE.sub(r"\1 ", text)
 
 
 def build_messages(system_prompt: str, history: list[Exchange], user_text: str) -> list[ChatMessage]:
@@ -31,7 +38,7 @@ def shape_reply(text: str, *, max_sentences: int, max_chars: int) -> str:
     """At most `max_sentences` whole sentences and `max_chars` characters, ending at a sentence end: an
     unfinished sentence after a finished one is dropped. Text with no finished sentence that fits is cut
     at a word boundary (never right after "Mr." or an initial) and ends with a full stop."""
-    text = _ROLE_LEAK.sub("", " ".join(text.split()))
+    text = _ROLE_LEAK.sub("", " ".join(_spaced(text).split()))
     sentences = split_sentences(text)
     if sentences and not ends_sentence(sentences[-1]):
         sentences.pop()  # the sentence the limits (or the token budget) cut off
@@ -119,7 +126,7 @@ class SentenceSplitter:
         self.hurry = hurry
 
     def feed(self, delta: str) -> list[str]:
-        self._buffer += delta
+        self._buffer = _spaced(self._buffer + delta)
         cuts = boundaries(self._buffer)
         if not cuts:
             return self._short_piece() if self.hurry else []

@@ -1,0 +1,88 @@
+"""A reply that opens as an earlier one did is asked again without the history, once."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from avatar_server.core.engines import Engines
+from avatar_server.core.service import AvatarCore
+from avatar_server.core.turn_state import Turn, TurnPlan
+from avatar_server.engines.animator.portrait import PortraitAnimator
+from avatar_server.engines.llm.repeats import OpeningCheck, opening, without_history
+from avatar_server.personas import load_avatars
+from avatar_server.settings import Settings
+from avatar_server.values import ChatMessage, Outputs, TurnRequest
+from tests.unit.fakes import FakeLLM, FakeSTT, FakeTTS
+
+HISTORY = [
+    ChatMessage("system", "You are Grace."),
+    ChatMessage("user", "Were you afraid?"),
+    ChatMessage("assistant", "As a rear admiral, I was not afraid of failing."),
+    ChatMessage("user", "What is COBOL?"),
+]
+
+
+def test_openings_are_the_first_four_words() -> None:
+    assert opening("As a rear admiral, I was brave.") == ("as", "a", "rear", "admiral")
+    assert opening("Hi there!") is None
+
+
+def test_the_first_words_are_held_until_the_opening_is_known() -> None:
+    check = OpeningCheck(HISTORY)
+    assert check.feed("As ") == ("", False)
+    assert check.feed("a rear adm") == ("", False)
+    assert check.feed("iral") == ("", False)  # "admiral" may still grow ("admirals")
+    assert check.feed(",") == ("", True)
+
+    check = OpeningCheck(HISTORY)
+    assert check.feed("COBOL is a ") == ("", False)
+    assert check.feed("language ") == ("COBOL is a language ", False)  # released at once
+    assert check.feed("for business.") == ("for business.", False)
+
+
+def test_without_history_nothing_is_held_and_a_short_reply_is_released_at_the_end() -> None:
+    assert OpeningCheck([HISTORY[0], HISTORY[1]]).feed("Yes ") == ("Yes ", False)
+    check = OpeningCheck(HISTORY)
+    assert check.feed("Yes.") == ("", False)
+    assert check.flush() == "Yes."
+    assert without_history(HISTORY) == [HISTORY[0], HISTORY[-1]]
+
+
+class CopyingLLM(FakeLLM):
+    """With a history, says its last reply again with the question's topic; without one, answers fresh."""
+
+    def stream(self, messages: list[ChatMessage], *, max_tokens: int, temperature: float) -> Iterator[str]:
+        said = [m.content for m in messages if m.role == "assistant"]
+        topic = messages[-1].content.rstrip("?").split()[-1]
+        self.reply = f"{said[-1].rstrip('.')} and {topic}." if said else f"Fresh words about {topic}."
+        return super().stream(messages, max_tokens=max_tokens, temperature=temperature)
+
+
+@pytest.mark.parametrize("live", [False, True])
+async def test_a_reply_copying_an_earlier_one_is_asked_again_without_the_history(live: bool) -> None:
+    settings = Settings()
+    avatars = load_avatars(settings.avatars_dir)
+    llm = CopyingLLM()
+    engines = Engines(
+        stt=FakeSTT(),
+        llm=llm,
+        tts={"festival": FakeTTS("festival", ("en",)), "espeak": FakeTTS("espeak", ("en-us", "uk"))},
+        fallback_tts="espeak",
+        animator=PortraitAnimator(avatars, video_fps=25, video_size=128),
+    )
+    core = AvatarCore(settings, engines, avatars)
+    outputs = Outputs(audio=False, video=False, animation=False)
+
+    async def ask(text: str) -> str:
+        if not live:
+            return (await core.interact(TurnRequest(text=text, session_id="s", outputs=outputs))).reply_text
+        turn = Turn(id=text, user_text=text)
+        await core.runner.run(TurnPlan(avatars["grace"], "s", "en", "", outputs, live=True), turn, lambda e: None)
+        return " ".join(turn.spoken)
+
+    assert await ask("What about compilers?") == "Fresh words about compilers."
+    assert await ask("And the Navy?") == "Fresh words about Navy."  # not "Fresh words about compilers and Navy."
+    assert [m.role for m in llm.seen[-1]] == ["system", "user"]  # asked again with the question alone
+    assert any(m.role == "assistant" for m in llm.seen[-2])
