@@ -63,3 +63,24 @@ class FakeTTS:
         rate = 16000
         samples = (0.1 * np.sin(np.arange(int(rate * self.seconds)) / 5.0)).astype(np.float32)
         return Speech(samples, rate, [PhonemeTiming("a", 0.1, 0.5), PhonemeTiming("m", 0.5, 0.7)])
+
+
+def fake_core(llm: object, settings: object = None) -> tuple[object, dict[str, object]]:
+    """A core with the real avatars and animator around `llm`, a fake STT and fake voices (Grace's engine
+    and espeak-ng's English and Ukrainian); and the avatars."""
+    from avatar_server.core.engines import Engines
+    from avatar_server.core.service import AvatarCore
+    from avatar_server.engines.animator.portrait import PortraitAnimator
+    from avatar_server.personas import load_avatars
+    from avatar_server.settings import Settings
+
+    s = settings if isinstance(settings, Settings) else Settings()
+    avatars = load_avatars(s.avatars_dir)
+    engines = Engines(
+        stt=FakeSTT(),
+        llm=llm,  # type: ignore[arg-type]
+        tts={"festival": FakeTTS("festival", ("en",)), "espeak": FakeTTS("espeak", ("en-us", "uk"))},
+        fallback_tts="espeak",
+        animator=PortraitAnimator(avatars, video_fps=25, video_size=128),
+    )
+    return AvatarCore(s, engines, avatars), avatars  # type: ignore[return-value]

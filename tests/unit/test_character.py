@@ -5,14 +5,12 @@ from __future__ import annotations
 import pytest
 
 from avatar_server.character import breaks_character, persona_line
-from avatar_server.core.engines import Engines
 from avatar_server.core.service import AvatarCore
 from avatar_server.core.turn_state import Turn, TurnPlan
-from avatar_server.engines.animator.portrait import PortraitAnimator
-from avatar_server.personas import load_avatars
+from avatar_server.personas import Avatar
 from avatar_server.settings import Settings
 from avatar_server.values import Outputs, TurnRequest
-from tests.unit.fakes import FakeLLM, FakeSTT, FakeTTS
+from tests.unit.fakes import FakeLLM, fake_core
 
 
 @pytest.mark.parametrize(
@@ -54,17 +52,9 @@ def test_the_persona_s_own_words_pass(text: str) -> None:
     assert breaks_character(text, "Grace Hopper") == ""
 
 
-def _core(reply: str) -> tuple[AvatarCore, dict[str, object]]:
-    settings = Settings(reply_max_sentences=3)
-    avatars = load_avatars(settings.avatars_dir)
-    engines = Engines(
-        stt=FakeSTT(),
-        llm=FakeLLM(reply),
-        tts={"festival": FakeTTS("festival", ("en",)), "espeak": FakeTTS("espeak", ("en-us", "uk"))},
-        fallback_tts="espeak",
-        animator=PortraitAnimator(avatars, video_fps=25, video_size=128),
-    )
-    return AvatarCore(settings, engines, avatars), avatars  # type: ignore[return-value]
+def _core(reply: str) -> tuple[AvatarCore, dict[str, Avatar]]:
+    core, avatars = fake_core(FakeLLM(reply), Settings(reply_max_sentences=3))
+    return core, avatars  # type: ignore[return-value]
 
 
 @pytest.mark.parametrize("live", [False, True])

@@ -6,15 +6,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from avatar_server.core.engines import Engines
-from avatar_server.core.service import AvatarCore
 from avatar_server.core.turn_state import Turn, TurnPlan
-from avatar_server.engines.animator.portrait import PortraitAnimator
 from avatar_server.engines.llm.repeats import OpeningCheck, opening, without_history
-from avatar_server.personas import load_avatars
-from avatar_server.settings import Settings
 from avatar_server.values import ChatMessage, Outputs, TurnRequest
-from tests.unit.fakes import FakeLLM, FakeSTT, FakeTTS
+from tests.unit.fakes import FakeLLM, fake_core
 
 HISTORY = [
     ChatMessage("system", "You are Grace."),
@@ -62,17 +57,8 @@ class CopyingLLM(FakeLLM):
 
 @pytest.mark.parametrize("live", [False, True])
 async def test_a_reply_copying_an_earlier_one_is_asked_again_without_the_history(live: bool) -> None:
-    settings = Settings()
-    avatars = load_avatars(settings.avatars_dir)
     llm = CopyingLLM()
-    engines = Engines(
-        stt=FakeSTT(),
-        llm=llm,
-        tts={"festival": FakeTTS("festival", ("en",)), "espeak": FakeTTS("espeak", ("en-us", "uk"))},
-        fallback_tts="espeak",
-        animator=PortraitAnimator(avatars, video_fps=25, video_size=128),
-    )
-    core = AvatarCore(settings, engines, avatars)
+    core, avatars = fake_core(llm)
     outputs = Outputs(audio=False, video=False, animation=False)
 
     async def ask(text: str) -> str:
