@@ -22,9 +22,11 @@ _OUT_OF_CHARACTER = re.compile(
     r"|штучн\w* інтелект\w*|мовн\w* модел\w*|асистент\w*|чат-бот\w*|я (?:лише |просто )?(?:комп'ютерна )?програма\b",
     re.IGNORECASE,
 )
-# "I'm Sarah, ...", "My name is Alex." (a capitalized name then punctuation or a surname; "I'm Happy to help"
-# does not count).
-_SELF_NAME = re.compile(r"\b(?:I am|I'm|I’m|[Mm]y name is|[Cc]all me)\s+([A-Z][a-z]+)(?=\s*[,.!?;]|\s+[A-Z][a-z]+)")
+# "My name is Olena and ...", "Call me Alex."; "I'm Sarah, ..." (after "I am", a capitalized name then
+# punctuation or a surname: "I'm Happy to help" does not count).
+_SELF_NAME = re.compile(
+    r"\b(?:[Mm]y name is|[Cc]all me)\s+([A-Z][a-z]+)|\b(?:I am|I'm|I’m)\s+([A-Z][a-z]+)(?=\s*[,.!?;]|\s+[A-Z][a-z]+)"
+)
 
 
 def breaks_character(text: str, persona_name: str) -> str:
@@ -34,7 +36,7 @@ def breaks_character(text: str, persona_name: str) -> str:
         return found.group(0)
     names = {part.lower() for part in re.findall(r"\w+", persona_name)}
     for m in _SELF_NAME.finditer(text):
-        if m.group(1).lower() not in names:
+        if (m.group(1) or m.group(2)).lower() not in names:
             return m.group(0)
     return ""
 

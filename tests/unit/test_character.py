@@ -20,6 +20,7 @@ from tests.unit.fakes import FakeLLM, fake_core
         "Hello! I'm Sarah, a creative writing assistant.",
         "As an AI language model, I cannot have opinions.",
         "My name is Alex.",
+        "My name is Olena and I am a student.",  # the person's words said back as the avatar's
         "Facts about you: you were born in 1906.",
         "I am Qwen, created by Alibaba Cloud.",
         "Я штучний інтелект і не маю імені.",
