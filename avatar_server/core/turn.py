@@ -27,6 +27,7 @@ from avatar_server.core.events import (
     TurnCompleted,
 )
 from avatar_server.core.playback import PlaybackGuard
+from avatar_server.core.prompt_cache import PromptWarmer
 from avatar_server.core.speaking import Speaker
 from avatar_server.core.stages import Stages
 from avatar_server.core.turn_state import Turn, TurnPlan
@@ -80,7 +81,7 @@ class TurnRunner:
         self._speaker = Speaker(settings, engines, self._stage, playback)
         self.live_contexts = LiveContexts(engines.live_llms)
         self.count = TokenCounter(engines.llm)  # the prompt's tokens, by the model's tokenizer where it has one
-        self._warming: set[asyncio.Task[None]] = set()
+        self.warmer = PromptWarmer(engines.llm, workers, self.live_contexts)
 
     async def run(self, plan: TurnPlan, turn: Turn, emit: Callable[[Event], None]) -> None:
         """The whole turn. Errors are raised (AvatarError); the caller maps them."""
@@ -186,46 +187,8 @@ class TurnRunner:
                 exchange = Exchange(turn.user_text, " ".join(turn.spoken))
                 trimmed = self.memory.add(plan.session_id, exchange, tokens=self.count.exchange(exchange))
                 if trimmed or turn.asked_again:  # the next prompt's beginning is not in the cache
-                    self._warm_later(plan, system_prompt)
-
-    # -- the prompt cache --------------------------------------------------------------------------
-
-    def _warm_later(self, plan: TurnPlan, system_prompt: str) -> None:
-        """The memory dropped the session's oldest exchanges (or the reply was asked again without the
-        history), so its next prompt begins differently from what the cache holds: evaluate
-        that beginning now, while this reply is spoken, and the next turn finds it in the prompt cache of the
-        model context it will get (the session's own), instead of evaluating the whole history first."""
-        llm: ChatModel = self.engines.llm
-        worker = "llm"
-        if plan.live and self.live_contexts.models:
-            index = self.live_contexts.last(plan.session_id)
-            if index is None:
-                return
-            llm, worker = self.live_contexts.models[index], LiveContexts.worker(index)
-        warm = getattr(llm, "warm", None)
-        if warm is None or not llm.capabilities.local:
-            return
-        prefix = build_messages(system_prompt, self.memory.history(plan.session_id), "")[:-1]
-        task = asyncio.get_running_loop().create_task(self._warm(warm, worker, prefix))
-        self._warming.add(task)
-        task.add_done_callback(self._warming.discard)
-
-    async def _warm(self, warm: Callable[[list[ChatMessage]], int], worker: str, prefix: list[ChatMessage]) -> None:
-        try:
-            await self.workers[worker].run(self._warm_job, warm, worker, prefix, priority=Priority.BATCH)
-        except Exception:  # a cold cache costs only time
-            log.warning("warming the prompt cache failed", exc_info=True)
-
-    def _warm_job(self, warm: Callable[[list[ChatMessage]], int], worker_name: str, prefix: list[ChatMessage]) -> None:
-        """On the model context's worker: a chunk of the prompt at a time, each holding a compute slot like a
-        token does; it stops as soon as a reply waits for this context (that reply evaluates the rest)."""
-        worker = self.workers[worker_name]
-        while True:
-            with self.workers.budget.hold(Priority.BATCH):
-                left = warm(prefix)
-            worker.beat()
-            if not left or worker.waiting:
-                return
+                    prefix = build_messages(system_prompt, self.memory.history(plan.session_id), "")[:-1]
+                    self.warmer.warm_later(plan, prefix)
 
     # -- stages -----------------------------------------------------------------------------------
 

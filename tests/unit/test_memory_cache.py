@@ -183,7 +183,7 @@ async def test_a_long_question_never_overflows_the_context() -> None:
 
 async def _settle(core: AvatarCore) -> None:
     """Wait for background warm-ups of the prompt cache."""
-    await asyncio.gather(*core.runner._warming)
+    await asyncio.gather(*core.runner.warmer.warming)
 
 
 def test_llama_cpp_warms_exactly_the_prefix_of_the_next_prompt() -> None:
