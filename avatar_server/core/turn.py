@@ -35,7 +35,7 @@ from avatar_server.core.voices import home_language, reply_language
 from avatar_server.core.workers import Priority, Workers
 from avatar_server.engines.llm.base import ChatModel
 from avatar_server.engines.llm.budget import TokenCounter, fit_to_context
-from avatar_server.engines.llm.repeats import OpeningCheck, without_history
+from avatar_server.engines.llm.repeats import OpeningCheck, asked_again
 from avatar_server.engines.llm.reply import SentenceSplitter, build_messages, ends_sentence, shape_reply
 from avatar_server.engines.tts.base import TextToSpeech
 from avatar_server.errors import AvatarError, InvalidInput, StageTimeout
@@ -273,7 +273,7 @@ class TurnRunner:
         worker = self.workers[worker_name]
         deltas = llm.stream(messages, max_tokens=s.llm_max_tokens, temperature=s.llm_temperature)
         cores = self.workers.budget.hold if llm.capabilities.local else None
-        check = OpeningCheck(messages)  # a reply opening as an earlier one did is asked again, once
+        check = OpeningCheck(messages)  # a reply opening as an earlier one or the question did: asked again, once
         try:
             while True:
                 if cores is not None:
@@ -291,9 +291,9 @@ class TurnRunner:
                 delta, repeats = check.feed(delta)
                 if repeats:
                     turn.asked_again = True
-                    log.info("turn %s: the reply opened as an earlier one; asked again without the history", turn.id)
+                    log.info("turn %s: the reply opened as the %s did; asked again", turn.id, repeats)
                     _close(deltas)
-                    fresh = without_history(messages)
+                    fresh = asked_again(messages, repeats, turn.language)
                     deltas = llm.stream(fresh, max_tokens=s.llm_max_tokens, temperature=s.llm_temperature)
                     continue
                 if not delta:
