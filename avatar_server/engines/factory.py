@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
 from collections.abc import Iterable
 
 from avatar_server import models
@@ -17,6 +18,9 @@ from avatar_server.settings import Settings
 
 class EngineConfigError(RuntimeError):
     """A selected engine cannot be built (unknown name, missing library or model)."""
+
+
+log = logging.getLogger(__name__)
 
 
 def build_stt(settings: Settings) -> SpeechToText:
@@ -110,10 +114,23 @@ def build_tts_engines(settings: Settings, avatar_voices: Iterable[str]) -> dict[
     """The primary and fallback engines, and, when the primary is embedded, the embedded engines that
     the avatars' own voices name (so each avatar speaks with its voice). With a GPU or cloud primary,
     that engine speaks for every avatar."""
-    names = [settings.tts_engine, settings.fallback_tts_engine]
-    if settings.tts_engine in EMBEDDED_TTS:
-        names += [v.split(":", 1)[0] for v in avatar_voices if v.split(":", 1)[0] in EMBEDDED_TTS]
-    return {name: build_tts(name, settings) for name in dict.fromkeys(names)}
+    engines = {
+        name: build_tts(name, settings) for name in dict.fromkeys([settings.tts_engine, settings.fallback_tts_engine])
+    }
+    if settings.tts_engine not in EMBEDDED_TTS:
+        return engines
+    for name in dict.fromkeys(v.split(":", 1)[0] for v in avatar_voices):
+        if name in EMBEDDED_TTS and name not in engines:
+            try:
+                engines[name] = build_tts(name, settings)
+            except EngineConfigError as exc:  # the server stays up: the primary engine speaks instead
+                log.warning(
+                    "an avatar's voice engine %r is not available (%s); %r speaks instead",
+                    name,
+                    exc,
+                    settings.tts_engine,
+                )
+    return engines
 
 
 def build_tts(name: str, settings: Settings | None = None) -> TextToSpeech:

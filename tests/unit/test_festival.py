@@ -122,3 +122,22 @@ def test_median_pitch_helper_sees_a_low_and_a_high_tone() -> None:
     t = np.arange(16000) / 16000
     assert 95 < median_pitch_of((0.5 * np.sin(2 * np.pi * 100 * t)).astype(np.float32), 16000) < 105
     assert 190 < median_pitch_of((0.5 * np.sin(2 * np.pi * 200 * t)).astype(np.float32), 16000) < 210
+
+
+def test_an_avatar_voice_engine_that_cannot_load_leaves_the_primary_speaking(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from avatar_server.engines import factory
+    from avatar_server.settings import Settings
+
+    real = factory.build_tts
+
+    def build(name: str, settings: Settings | None = None) -> object:
+        if name == "festival":
+            raise factory.EngineConfigError("Festival is not installed")
+        return real(name, settings)
+
+    monkeypatch.setattr(factory, "build_tts", build)
+    engines = factory.build_tts_engines(Settings(), ["festival:cmu_us_slt_arctic_hts", "espeak:en-us+f3"])
+    assert set(engines) == {"piper", "espeak"}
+    assert "'festival' is not available (Festival is not installed); 'piper' speaks instead" in caplog.text
