@@ -10,8 +10,9 @@ same face from the same data, which `GetAvatarFace` serves. A face is:
 - `mouth_triangles`: the inside of the lips. They are drawn twice: first with the skin, from the portrait
   at their rest positions (a portrait's own smile, or nothing where its lips are closed), then from the
   mouth image (dark cavity, upper teeth, tongue) at per-frame coordinates and opacity (below), over it.
-- `drivers`: morph targets (their rules on the landmarks: `face_drivers.py`). A driver's amount is `clamp(sum(weight[name] * k for name, k in inputs), 0, 1)`
-  over the ARKit weights of the animation track; it moves every vertex by `amount * offsets[vertex]`.
+- `drivers`: morph targets (their rules on the landmarks: `face_drivers.py`). A driver's amount is
+  `clamp(sum(weight[name] * k for name, k in inputs), 0, 1)` over the ARKit weights of the animation
+  track; it moves every vertex by `amount * offsets[vertex]`.
 - `lip_pairs`: the inner lips' (upper, lower) vertex pairs. After the drivers, a lower point above its
   upper partner is moved, with it, to their middle: lips meet, they never cross.
 - `head`: idle motion so the face is never frozen. At time t (seconds) the head turns by
