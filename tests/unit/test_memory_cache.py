@@ -9,17 +9,14 @@ from collections.abc import Iterator
 import pytest
 
 from avatar_server import models
-from avatar_server.core.engines import Engines
 from avatar_server.core.service import AvatarCore
-from avatar_server.engines.animator.portrait import PortraitAnimator
 from avatar_server.engines.llm.base import LlmCapabilities
 from avatar_server.engines.llm.budget import PER_MESSAGE, TokenCounter, fit_to_context
 from avatar_server.engines.llm.reply import build_messages
 from avatar_server.memory import ConversationMemory
-from avatar_server.personas import load_avatars
 from avatar_server.settings import Settings
 from avatar_server.values import ChatMessage, Exchange, Outputs, TurnRequest
-from tests.unit.fakes import FakeLLM, FakeSTT, FakeTTS
+from tests.unit.fakes import FakeLLM, fake_core
 
 NO_MEDIA = Outputs(audio=False, video=False, animation=False)
 
@@ -128,16 +125,8 @@ class CachingLLM(FakeLLM):
 
 
 def make_core(llm: CachingLLM) -> AvatarCore:
-    settings = Settings(memory_turns=4, memory_max_tokens=10_000, llm_max_tokens=60)
-    avatars = load_avatars(settings.avatars_dir)
-    engines = Engines(
-        stt=FakeSTT(),
-        llm=llm,
-        tts={"piper": FakeTTS("piper", ("en-us",)), "espeak": FakeTTS("espeak", ("en-us", "uk"))},
-        fallback_tts="espeak",
-        animator=PortraitAnimator(avatars, video_fps=25, video_size=128),
-    )
-    return AvatarCore(settings, engines, avatars)
+    core, _ = fake_core(llm, Settings(memory_turns=4, memory_max_tokens=10_000, llm_max_tokens=60))
+    return core  # type: ignore[return-value]
 
 
 async def test_after_a_trim_the_next_prompt_is_warmed_while_the_reply_is_spoken() -> None:
@@ -226,16 +215,7 @@ def test_a_20_turn_session_evaluates_only_its_new_text_at_every_turn() -> None:
             return super().stream(messages, max_tokens=max_tokens, temperature=temperature)
 
     llm = Counting(models.smollm2(), context_tokens=2048, seed=3)
-    settings = Settings(llm_max_tokens=40, memory_turns=6)
-    avatars = load_avatars(settings.avatars_dir)
-    engines = Engines(
-        stt=FakeSTT(),
-        llm=llm,
-        tts={"piper": FakeTTS("piper", ("en-us",)), "espeak": FakeTTS("espeak", ("en-us", "uk"))},
-        fallback_tts="espeak",
-        animator=PortraitAnimator(avatars, video_fps=25, video_size=128),
-    )
-    core = AvatarCore(settings, engines, avatars)
+    core: AvatarCore = fake_core(llm, Settings(llm_max_tokens=40, memory_turns=6))[0]  # type: ignore[assignment]
 
     async def session() -> list[float]:
         firsts = []
