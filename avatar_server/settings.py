@@ -60,8 +60,8 @@ class Settings(BaseSettings):
     llm_seed: int | None = None
     threads: int = 2
     # llama.cpp's most threads, for the prompt and the reply (0: `threads`). It uses them all while the cores
-    # are free and one while something else computes (a token step far slower than the fastest): two make
-    # the first words come twice as soon, and stall whenever another computation takes a core
+    # are free and one while something else computes (a token step far slower than the fastest): more threads
+    # bring the first words sooner on free cores and stall when another computation takes a core
     # (bench/bench_first_words.py, bench/README.md).
     llm_threads: int = 2
     # Heavy engine jobs (STT, LLM tokens, TTS, video) that may compute at once; each uses `threads` cores.

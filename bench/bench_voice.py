@@ -9,16 +9,18 @@ of sentences without one) is spoken by each voice, one sentence at a time as the
 
 Prints a table and saves bench/results/voice-latest.json. Usage:
     python bench/bench_voice.py [--voices festival:cmu_us_slt_arctic_hts piper:en_US-joe-medium ...]
-Without --voices, the avatars' own voices and the other embedded English voices.
+Without --voices, the avatars' own voices, the other embedded English voices and flite's `slt` (for comparison).
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import statistics
 import sys
 import time
+import wave
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -32,6 +34,7 @@ from avatar_server.engines.llm.sentences import split_sentences  # noqa: E402
 from avatar_server.media.audio import resample  # noqa: E402
 from avatar_server.personas import load_avatars  # noqa: E402
 from avatar_server.settings import Settings  # noqa: E402
+from avatar_server.values import Speech  # noqa: E402
 from tests.helpers import median_pitch_of, word_error_rate  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -43,7 +46,24 @@ FALLBACK_TEXTS = [
     "I retired from the Navy as a rear admiral in 1986.",
     "Goodbye, and remember: it is easier to ask forgiveness than it is to get permission.",
 ]
-OTHER_VOICES = ["piper:en_US-joe-medium", "espeak:en-us", "espeak:en-us+f3"]
+OTHER_VOICES = ["piper:en_US-joe-medium", "espeak:en-us", "espeak:en-us+f3", "flite:slt"]
+
+
+class FliteVoice:
+    """flite's command line (Debian `flite`, a test dependency): a voice the server has no engine for, measured
+    for comparison only."""
+
+    def synthesize(self, text: str, *, voice: str, language: str) -> Speech:
+        import subprocess
+
+        out = subprocess.run(
+            ["flite", "-voice", voice.split(":", 1)[1], "-t", text, "-o", "/dev/stdout"],
+            capture_output=True,
+            check=True,
+        ).stdout
+        with wave.open(io.BytesIO(out)) as w:
+            pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+            return Speech(samples=pcm.astype(np.float32) / 32768.0, sample_rate=w.getframerate())
 
 
 def reply_texts(limit: int) -> tuple[list[str], str]:
@@ -57,7 +77,8 @@ def reply_texts(limit: int) -> tuple[list[str], str]:
 
 
 def measure(voice: str, texts: list[str], settings: Settings, stt: object) -> dict[str, object]:
-    engine = factory.build_tts(voice.split(":", 1)[0], settings)
+    name = voice.split(":", 1)[0]
+    engine = FliteVoice() if name == "flite" else factory.build_tts(name, settings)
     pitches, wers, compute, spoken, firsts = [], [], 0.0, 0.0, []
     for text in texts:
         pieces = []

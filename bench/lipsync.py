@@ -77,8 +77,8 @@ class Offset:
 def speech_envelope(samples: npt.NDArray[np.floating], rate: int, duration: float) -> Signal:
     """The loudness envelope of the band 300-3000 Hz, where the mouth's opening shapes the sound (the first
     formant rises as the jaw opens). Below it, nasals are loud with the lips closed: in Festival's HTS voice
-    an /n/ is louder than the vowels around it, and on the whole band the mouth of Grace's replies correlated
-    0.36-0.55 with the sound against 0.50-0.69 on this band (bench/README.md, "Lip-sync")."""
+    an /n/ is louder than the vowels around it, which lowers the correlation over the whole band
+    (bench/README.md, "Lip-sync")."""
     from scipy.signal import butter, sosfiltfilt
 
     sos = butter(4, [300, min(3000, 0.45 * rate)], btype="bandpass", fs=rate, output="sos")

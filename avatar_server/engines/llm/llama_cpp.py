@@ -122,11 +122,11 @@ def _prefix_formatter(llm: Any) -> Any:
 
 class _Threads:
     """How many threads llama.cpp computes with, adapted to the machine: all of `most` while the cores are
-    free, one while something else computes. On 2 cores two threads make the first words come about twice
-    as soon (bench/bench_first_words.py), but a busy core stalls them: each step waits for its slower
-    thread, and the same steps took twice as long as with one. A token step much slower than the fastest
-    seen with all threads means a core is taken; the next `_BACK_OFF` steps then use one thread, and the
-    next step tries all again."""
+    free, one while something else computes. On free cores more threads bring the first words sooner; with
+    a core taken, each step waits for its slowest thread and more threads are slower than one
+    (bench/bench_first_words.py, bench/README.md). A token step much slower than the fastest seen with all
+    threads means a core is taken; the next `_BACK_OFF` steps then use one thread, and the next step tries
+    all again."""
 
     _SLOW = 1.8  # a step this many times the fastest seen with all threads: contention
     _BACK_OFF = 48  # steps on one thread before trying all again

@@ -1,8 +1,8 @@
 """A reply must not open as an earlier one did, nor as the question: a small model copies what it sees.
 
-In a 20-turn typed conversation, Qwen2.5 0.5B answered "As a rear admiral, I was not afraid of failing."
-and then seven questions running in the same mould ("As a rear admiral, I was not afraid of COBOL."); in
-Ukrainian it says half the questions back ("Де ти захистила докторську." to "Де ти захистила докторську?").
+In a long typed conversation, Qwen2.5 0.5B answered "As a rear admiral, I was not afraid of failing." and
+then question after question in the same mould ("As a rear admiral, I was not afraid of COBOL."); in
+Ukrainian it often says the question back ("Де ти захистила докторську." to "Де ти захистила докторську?").
 The turn holds back a reply's first words until they show how it opens. One that opens as a reply in the
 history does is asked again without the history (the question alone, in the persona); one that opens as
 the question does is asked again told not to repeat it. Once.

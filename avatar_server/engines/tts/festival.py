@@ -36,8 +36,8 @@ _IPA = {
     "p": "p", "r": "ɹ", "s": "s", "sh": "ʃ", "t": "t", "th": "θ", "uh": "ʊ", "uw": "u", "v": "v",
     "w": "w", "y": "j", "z": "z", "zh": "ʒ",
 }  # fmt: skip
-# The vocoder's sound comes this much after the segment times Festival reports (bench/lipsync.py: the mouth
-# led the sound by 15-20 ms more than Piper's alignments make it).
+# The vocoder's sound comes this much after the segment times Festival reports (measured by bench/lipsync.py:
+# bench/README.md, "Lip-sync").
 _SOUND_DELAY = 0.015
 _PHONE = re.compile(r"^(\S+) (\d+(?:\.\d+)?)$")
 # Typography Festival's Latin-1 text front end does not know, as the ASCII it reads.
