@@ -1,8 +1,8 @@
 import { useCallback, useEffect, useRef, useState } from "react";
 
-import { absolute, ApiError, backendHealthy, faceUrl, interact, listAvatars, type AvatarInfo, type InteractResult } from "./api";
-import { loadFace, type FaceData } from "./faceMesh";
-import { FaceRenderer, loadImage, type FaceImages } from "./faceRenderer";
+import { absolute, ApiError, backendHealthy, interact, type InteractResult } from "./api";
+import { fromBridge, useAvatars } from "./avatars";
+import { FaceRenderer } from "./faceRenderer";
 import { fallbackReply, recognitionAvailable, recognizeOnce, speak } from "./fallback";
 import { LiveSession, type LiveEvent } from "./live";
 import { Recorder } from "./recorder";
@@ -31,31 +31,8 @@ export interface AvatarChatWidgetProps {
   title?: string;
 }
 
-/** One avatar's face, ready to draw; `loadedAt` (performance.now()) starts its idle head motion. */
-interface LoadedFace {
-  avatarId: string;
-  face: FaceData;
-  images: FaceImages;
-  loadedAt: number;
-}
-
 /** The canvas's pixels: the widget shows it at 320 CSS px. */
 const FACE_PX = Math.round(320 * Math.min(2, Math.max(1, typeof window === "undefined" ? 1 : window.devicePixelRatio || 1)));
-
-/** A URL the bridge gave: relative to the bridge unless it names its own origin. */
-function fromBridge(apiBase: string, url: string): string {
-  return /^([a-z][a-z0-9+.-]*:|\/\/)/i.test(url) ? url : `${apiBase}${url}`;
-}
-
-async function loadAvatarFace(apiBase: string, avatarId: string, signal: AbortSignal): Promise<LoadedFace> {
-  const face = await loadFace(faceUrl(apiBase, avatarId), signal);
-  if (!face.portrait || !face.mouth) throw new Error("face: no portrait or mouth image");
-  const [portrait, mouth] = await Promise.all([
-    loadImage(fromBridge(apiBase, face.portrait)),
-    loadImage(fromBridge(apiBase, face.mouth)),
-  ]);
-  return { avatarId, face, images: { portrait, mouth }, loadedAt: performance.now() };
-}
 
 const STATE_LABEL: Record<WidgetState, string> = {
   idle: "Ready",
@@ -91,9 +68,7 @@ export function AvatarChatWidget({
   const [bargeIn, setBargeIn] = useState(false);
   const [liveChunks, setLiveChunks] = useState(0);
   const [capture, setCapture] = useState("");
-  const [avatars, setAvatars] = useState<AvatarInfo[]>([]);
-  const [avatarId, setAvatarId] = useState(initialAvatar);
-  const [face, setFace] = useState<LoadedFace | null>(null);
+  const { avatars, avatarId, setAvatarId, face } = useAvatars(apiBase, initialAvatar);
 
   useEffect(() => {
     let cancelled = false;
@@ -104,32 +79,6 @@ export function AvatarChatWidget({
       cancelled = true;
     };
   }, [apiBase]);
-
-  // The avatars to pick from; without a choice in the page, the server's default.
-  useEffect(() => {
-    const abort = new AbortController();
-    listAvatars(apiBase, abort.signal)
-      .then((list) => {
-        setAvatars(list.avatars);
-        setAvatarId((current) => current || list.default);
-      })
-      .catch(() => undefined);
-    return () => abort.abort();
-  }, [apiBase]);
-
-  // The chosen avatar's face: its model and its two images.
-  useEffect(() => {
-    if (!avatarId) return;
-    const abort = new AbortController();
-    loadAvatarFace(apiBase, avatarId, abort.signal)
-      .then((loaded) => {
-        if (!abort.signal.aborted) setFace(loaded);
-      })
-      .catch((err: Error) => {
-        if (!abort.signal.aborted) console.warn(`The face of ${avatarId} could not be loaded: ${err.message}`);
-      });
-    return () => abort.abort();
-  }, [apiBase, avatarId]);
 
   // Draw the face on the canvas (live mode, and replies without video): the portrait, animated by the weights
   // of the reply playing now (on the Web Audio clock live, the audio element's clock otherwise) and, always,
