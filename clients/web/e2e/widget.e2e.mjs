@@ -156,7 +156,7 @@ try {
     await page.getByTestId("live-stop").waitFor();
     await faceShown(page, "eileen");
     result.eileen = await faceMatch(page, "eileen", "grace");
-    result.mouthSilent = await mouthSeries(page, "eileen", 5, 100, stateIs(page, "Listening…")); // listening
+    result.mouthSilent = await mouthSeries(page, "eileen", 5, 100, stateIs(page, "Listening")); // listening
     result.url = page.url();
     await page.screenshot({ path: second, fullPage: true });
     await page.getByTestId("live-stop").click();

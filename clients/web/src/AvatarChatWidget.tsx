@@ -5,10 +5,12 @@ import { fromBridge, useAvatars } from "./avatars";
 import { FaceRenderer } from "./faceRenderer";
 import { fallbackReply, recognitionAvailable, recognizeOnce, speak } from "./fallback";
 import { LiveSession, type LiveEvent } from "./live";
+import { LiveStatus } from "./liveStatus";
 import { Recorder } from "./recorder";
 import { loadTrack, sampleTrack, type AnimationTrack, type Weights } from "./track";
 
-export type WidgetState = "idle" | "recording" | "thinking" | "speaking" | "error";
+/** "recording": push-to-talk; "listening": the live conversation's microphone is open, the avatar not replying. */
+export type WidgetState = "idle" | "recording" | "listening" | "thinking" | "speaking" | "error";
 
 export interface ChatEntry {
   role: "user" | "avatar";
@@ -37,6 +39,7 @@ const FACE_PX = Math.round(320 * Math.min(2, Math.max(1, typeof window === "unde
 const STATE_LABEL: Record<WidgetState, string> = {
   idle: "Ready",
   recording: "Listening…",
+  listening: "Listening",
   thinking: "Thinking…",
   speaking: "Speaking",
   error: "Error",
@@ -64,6 +67,7 @@ export function AvatarChatWidget({
   const canvasRef = useRef<HTMLCanvasElement>(null);
   const track = useRef<AnimationTrack | null>(null);
   const live = useRef<LiveSession | null>(null);
+  const liveStatus = useRef<LiveStatus | null>(null);
   const [liveOn, setLiveOn] = useState(false);
   const [bargeIn, setBargeIn] = useState(false);
   const [liveChunks, setLiveChunks] = useState(0);
@@ -100,8 +104,6 @@ export function AvatarChatWidget({
       let weights: Weights = {};
       if (live.current) {
         weights = live.current.weightsNow();
-        const speaking = live.current.speaking;
-        setState((s) => (speaking ? "speaking" : s === "speaking" ? "recording" : s));
       } else {
         const audio = audioRef.current;
         if (track.current && audio && !audio.paused) weights = sampleTrack(track.current, audio.currentTime);
@@ -201,20 +203,20 @@ export function AvatarChatWidget({
     setText("");
     if (live.current) {
       live.current.sendText(value);
-      setState("thinking");
+      liveStatus.current?.textSent();
+      showLive();
       return;
     }
     await send({ text: value });
   };
 
+  /** The live conversation's state: the LiveStatus's phase, from the events and the reply audio playing. */
+  const showLive = useCallback(() => {
+    if (live.current && liveStatus.current) setState(liveStatus.current.phase);
+  }, []);
+
   const onLiveEvent = useCallback((event: LiveEvent) => {
     switch (event.type) {
-      case "speech_started":
-        setState((s) => (s === "speaking" && !bargeIn ? s : "recording"));
-        break;
-      case "speech_ended":
-        setState("thinking");
-        break;
       case "transcript":
         if (event.is_final) setLog((l) => [...l, { role: "user", text: String(event.text), turnId: event.turn_id }]);
         break;
@@ -248,15 +250,27 @@ export function AvatarChatWidget({
         break;
     }
     if (event.session_id) sessionId.current = event.session_id;
-  }, [bargeIn]);
+  }, []);
 
   const startLive = async () => {
     setError("");
+    const status = new LiveStatus();
     const session = new LiveSession(apiBase, { sessionId: sessionId.current, avatarId, language, bargeIn }, {
-      onEvent: onLiveEvent,
+      onEvent: (event) => {
+        onLiveEvent(event);
+        if (live.current !== session) return;
+        status.event(event);
+        showLive();
+      },
+      onPlayback: (playing) => {
+        if (live.current !== session) return;
+        status.playback(playing);
+        showLive();
+      },
       onClose: (reason) => {
         if (live.current === session) {
           live.current = null;
+          liveStatus.current = null;
           setLiveOn(false);
           setState("idle");
           if (reason && reason !== "closed") setError(reason);
@@ -265,12 +279,14 @@ export function AvatarChatWidget({
     });
     try {
       live.current = session;
+      liveStatus.current = status;
       await session.start();
       setCapture(session.captureKind);
       setLiveOn(true);
-      setState("recording");
+      showLive();
     } catch (err) {
       live.current = null;
+      liveStatus.current = null;
       session.stop();
       fail(`Live conversation is not available: ${(err as Error).message}`);
     }
@@ -279,6 +295,7 @@ export function AvatarChatWidget({
   const stopLive = () => {
     const session = live.current;
     live.current = null;
+    liveStatus.current = null;
     session?.stop();
     setLiveOn(false);
     setState("idle");
@@ -286,7 +303,8 @@ export function AvatarChatWidget({
 
   const interruptLive = () => {
     live.current?.interrupt();
-    setState("recording");
+    liveStatus.current?.interrupted();
+    showLive();
   };
 
   const useFallback = async () => {

@@ -17,11 +17,16 @@ export interface LiveOptions {
 }
 
 export interface LiveHandlers {
+  /** A server event. An audio_chunk is handed on once its audio is scheduled; the chunks and animation frames
+   * of a dropped turn (interrupted) are not handed on. */
   onEvent(event: LiveEvent): void;
   onClose(reason: string): void;
+  /** Reply audio began (true) or stopped (false) playing. */
+  onPlayback?(playing: boolean): void;
 }
 
 interface Frames {
+  turn?: string; // the turn whose audio they animate
   start: number; // AudioContext time of the turn's audio clock zero
   fps: number;
   names: string[];
@@ -114,6 +119,16 @@ async function captureNode(ctx: AudioContext, send: (pcm: Float32Array) => void)
   return processor;
 }
 
+function stopNodes(sources: Array<{ node: AudioBufferSourceNode }>): void {
+  for (const s of sources) {
+    try {
+      s.node.stop();
+    } catch {
+      // already stopped
+    }
+  }
+}
+
 export class LiveSession {
   private ws: WebSocket | null = null;
   private input: AudioContext | null = null;
@@ -124,9 +139,10 @@ export class LiveSession {
   captureKind = "";
   private pendingChunk: LiveEvent | null = null;
   private turnStart = new Map<string, number>();
-  private sources: AudioBufferSourceNode[] = [];
+  private sources: Array<{ node: AudioBufferSourceNode; turn: string }> = [];
   private frames: Frames[] = [];
   private dropped = new Set<string>();
+  private playing = false;
   chunksPlayed = 0;
 
   constructor(
@@ -175,23 +191,33 @@ export class LiveSession {
     if (typeof data !== "string") {
       const meta = this.pendingChunk;
       this.pendingChunk = null;
-      if (meta && !this.dropped.has(meta.turn_id)) this.play(meta, data);
+      if (meta && !this.dropped.has(meta.turn_id)) {
+        this.play(meta, data);
+        this.handlers.onEvent(meta);
+      }
       return;
     }
     const event = JSON.parse(data) as LiveEvent;
     if (event.type === "audio_chunk") {
-      this.pendingChunk = event;
-    } else if (event.type === "animation_frames") {
+      this.pendingChunk = event; // handed on with its audio, the next binary message
+      return;
+    }
+    if (event.type === "animation_frames") {
+      if (this.dropped.has(event.turn_id)) return;
       const start = this.clockFor(event.turn_id);
       this.frames.push({
+        turn: event.turn_id,
         start,
         fps: Number(event.fps),
         names: event.names as string[],
         times: (event.times as number[]).map((t) => t),
         frames: event.frames as number[][],
       });
-    } else if (event.type === "speech_started" && this.options.bargeIn && this.sources.length) {
-      this.stopPlayback(); // the server interrupts the reply; stop hearing it at once
+    } else if (event.type === "turn_completed" && event.interrupted) {
+      // The person barged in and the server stopped this reply. Its audio is streamed ahead of real time,
+      // so much of it is scheduled here already: stop hearing it at once, and play nothing more of it.
+      // (speech_started alone stops nothing: the server may still take it for a backchannel or an echo.)
+      this.dropTurn(event.turn_id);
     }
     this.handlers.onEvent(event);
   }
@@ -218,10 +244,29 @@ export class LiveSession {
     const when = Math.max(ctx.currentTime, this.clockFor(meta.turn_id) + Number(meta.start_seconds));
     node.start(when);
     node.onended = () => {
-      this.sources = this.sources.filter((s) => s !== node);
+      this.sources = this.sources.filter((s) => s.node !== node);
+      this.setPlaying();
     };
-    this.sources.push(node);
+    this.sources.push({ node, turn: meta.turn_id });
     this.chunksPlayed += 1;
+    this.setPlaying();
+  }
+
+  private setPlaying(): void {
+    const playing = this.sources.length > 0;
+    if (playing === this.playing) return;
+    this.playing = playing;
+    this.handlers.onPlayback?.(playing);
+  }
+
+  /** Stops one turn's audio and animation now; its later chunks and frames are ignored. */
+  private dropTurn(turnId: string): void {
+    this.dropped.add(turnId);
+    const stopping = this.sources.filter((s) => s.turn === turnId);
+    this.sources = this.sources.filter((s) => s.turn !== turnId);
+    this.frames = this.frames.filter((f) => f.turn !== turnId);
+    stopNodes(stopping);
+    this.setPlaying();
   }
 
   /** Whether reply audio is playing now. */
@@ -245,15 +290,10 @@ export class LiveSession {
   }
 
   private stopPlayback(): void {
-    for (const s of this.sources) {
-      try {
-        s.stop();
-      } catch {
-        // already stopped
-      }
-    }
+    stopNodes(this.sources);
     this.sources = [];
     this.frames = [];
+    this.setPlaying();
   }
 
   stop(): void {

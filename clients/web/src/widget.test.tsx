@@ -5,6 +5,7 @@ import { ApiError, buildForm, extensionFor, interact } from "./api";
 import { AvatarChatWidget } from "./AvatarChatWidget";
 import { fallbackReply } from "./fallback";
 import { preferredMimeType } from "./recorder";
+import { fakes, installLiveFakes, lastSocket } from "./testing/liveFakes";
 import { sampleTrack, type AnimationTrack } from "./track";
 
 const RESULT = {
@@ -154,5 +155,130 @@ describe("AvatarChatWidget", () => {
     expect(picker.value).toBe("eileen");
     await waitFor(() => expect(fetchMock.mock.calls.some(([u]) => String(u).endsWith("/api/v1/avatars/eileen/face"))).toBe(true));
     expect(fetchMock.mock.calls.some(([u]) => String(u).endsWith("/api/v1/avatars/grace/face"))).toBe(false);
+  });
+});
+
+describe("AvatarChatWidget, live", () => {
+  const TIMINGS = {
+    stt: 0.2,
+    llm: 0.5,
+    llm_first_token: 0.2,
+    tts: 0.4,
+    tts_first_byte: 0.1,
+    voice_to_first_audio: 0.6,
+    total: 1.2,
+  };
+  let uninstall = () => {};
+  afterEach(() => uninstall());
+
+  /** Renders the widget and starts a live conversation on fake audio and a fake WebSocket; `history` lists
+   * every label the state showed, in order (a label shown and replaced between two checks counts too). */
+  async function startLive() {
+    vi.spyOn(HTMLCanvasElement.prototype, "getContext").mockReturnValue(null);
+    const noFace = () => jsonResponse({ error: { code: "NOT_FOUND", message: "none" } }, 404);
+    vi.stubGlobal(
+      "fetch",
+      vi.fn(async (url: string) => (String(url).endsWith("/healthz") ? jsonResponse({ status: "SERVING" }) : noFace())),
+    );
+    uninstall = installLiveFakes();
+    render(<AvatarChatWidget />);
+    await act(async () => {
+      fireEvent.click(screen.getByTestId("live-start"));
+    });
+    await waitFor(() => expect(screen.queryByTestId("live-stop")).toBeTruthy());
+    const label = screen.getByTestId("state");
+    const history = [label.textContent];
+    new MutationObserver(() => {
+      if (label.textContent !== history[history.length - 1]) history.push(label.textContent);
+    }).observe(label, { childList: true, characterData: true, subtree: true });
+    const ws = lastSocket();
+    // Each server message in its own task, as a WebSocket delivers them; the observer runs in between.
+    const server = async (f: () => void) => {
+      await act(async () => f());
+    };
+    return { ws, label, history, server };
+  }
+
+  it("listens, thinks from speech_ended, speaks while the reply plays, then listens again", async () => {
+    const { ws, label, history, server } = await startLive();
+    expect(label.textContent).toBe("Listening");
+    await server(() => ws.event("speech_started", "t1", { time_seconds: 0.4 }));
+    expect(label.textContent).toBe("Listening");
+    await server(() => ws.event("transcript", "t1", { text: "Who", is_final: false })); // a pause inside the turn
+    await server(() => ws.event("speech_started", "t1", { time_seconds: 1.9 }));
+    expect(label.textContent).toBe("Listening");
+    await server(() => ws.event("speech_ended", "t1", { time_seconds: 2.6 }));
+    expect(label.textContent).toBe("Thinking…");
+    await server(() => ws.event("transcript", "t1", { text: "Who are you?", is_final: true }));
+    await server(() => ws.event("reply_text_delta", "t1", { text: "I am" }));
+    expect(label.textContent).toBe("Thinking…");
+    await server(() => ws.chunk("t1", 0));
+    expect(label.textContent).toBe("Speaking");
+    await server(() => ws.chunk("t1", 0.1));
+    await server(() =>
+      ws.event("turn_completed", "t1", { interrupted: false, reply_text: "I am Grace.", timings: TIMINGS }),
+    );
+    expect(label.textContent).toBe("Speaking"); // the audio streamed ahead plays on
+    await server(() => fakes.sources[0].end());
+    expect(label.textContent).toBe("Speaking");
+    await server(() => fakes.sources[1].end());
+    expect(label.textContent).toBe("Listening");
+    expect(history).toEqual(["Listening", "Thinking…", "Speaking", "Listening"]);
+    expect(screen.getByTestId("log").textContent).toContain("I am Grace.");
+  });
+
+  it("speaks on through an accepted barge-in until the interrupted turn_completed stops the audio", async () => {
+    const { ws, label, history, server } = await startLive();
+    await server(() => ws.event("speech_ended", "t1"));
+    await server(() => ws.chunk("t1", 0));
+    await server(() => ws.chunk("t1", 0.1));
+    expect(label.textContent).toBe("Speaking");
+    await server(() => ws.event("speech_started", "t2", { time_seconds: 5 }));
+    expect(label.textContent).toBe("Speaking");
+    expect(fakes.sources.some((s) => s.stopped)).toBe(false);
+    await server(() => ws.event("turn_completed", "t1", { interrupted: true, reply_text: "I", timings: TIMINGS }));
+    expect(fakes.sources.every((s) => s.stopped)).toBe(true);
+    expect(label.textContent).toBe("Listening");
+    await server(() => ws.chunk("t1", 0.2)); // already on its way: dropped
+    expect(label.textContent).toBe("Listening");
+    expect(screen.getByTestId("avatar-face").dataset.chunks).toBe("2");
+    await server(() => ws.event("speech_ended", "t2"));
+    expect(label.textContent).toBe("Thinking…");
+    expect(history).toEqual(["Listening", "Thinking…", "Speaking", "Listening", "Thinking…"]);
+  });
+
+  it("thinks after a typed text and listens again after the Interrupt button", async () => {
+    const { ws, label, server } = await startLive();
+    fireEvent.change(screen.getByTestId("text"), { target: { value: "Who are you?" } });
+    await act(async () => {
+      fireEvent.click(screen.getByTestId("send"));
+    });
+    expect(label.textContent).toBe("Thinking…");
+    expect(JSON.parse(String(ws.sent[ws.sent.length - 1]))).toEqual({ type: "text", text: "Who are you?" });
+    await server(() => ws.chunk("t1", 0));
+    expect(label.textContent).toBe("Speaking");
+    await act(async () => {
+      fireEvent.click(screen.getByTestId("interrupt"));
+    });
+    expect(fakes.sources[0].stopped).toBe(true);
+    expect(label.textContent).toBe("Listening");
+  });
+
+  it("keeps push-to-talk's label", async () => {
+    vi.stubGlobal("fetch", vi.fn(async () => jsonResponse({ status: "SERVING" })));
+    uninstall = installLiveFakes();
+    vi.stubGlobal(
+      "MediaRecorder",
+      class {
+        static isTypeSupported = () => true;
+        mimeType = "audio/webm";
+        start() {}
+      },
+    );
+    render(<AvatarChatWidget />);
+    await act(async () => {
+      fireEvent.click(screen.getByTestId("record"));
+    });
+    expect(screen.getByTestId("state").textContent).toBe("Listening…");
   });
 });
