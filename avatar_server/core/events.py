@@ -65,6 +65,16 @@ class TurnCompleted:
 
 
 @dataclass(frozen=True)
+class BackchannelEvent:
+    """A listener sound over the reply (`turn_id` is the reply's); the reply goes on."""
+
+    turn_id: str
+    start_seconds: float
+    end_seconds: float
+    text: str
+
+
+@dataclass(frozen=True)
 class ErrorEvent:
     turn_id: str
     code: str
@@ -81,4 +91,5 @@ Event = (
     | VideoSegmentEvent
     | TurnCompleted
     | ErrorEvent
+    | BackchannelEvent
 )

@@ -85,6 +85,8 @@ class AvatarCore:
                 for _ in llm.stream(messages, max_tokens=2, temperature=0.0):
                     pass
         e.animator.video(avatar.id, speech, e.animator.track(speech, "warm-up"))
+        if e.turn_model is not None:
+            e.turn_model.complete(np.zeros(16000, np.float32))
 
     def shutdown(self) -> None:
         self.workers.shutdown()

@@ -15,14 +15,17 @@ import time
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
 from avatar_server.core import validation
 from avatar_server.core.audio_input import AudioInput
+from avatar_server.core.end_of_turn import PauseVerdict
 from avatar_server.core.events import (
     AudioChunkEvent,
+    BackchannelEvent,
     ErrorEvent,
     Event,
     SpeechEnded,
@@ -30,10 +33,12 @@ from avatar_server.core.events import (
     TranscriptEvent,
     TurnCompleted,
 )
+from avatar_server.core.overlap import ReplyEcho, is_backchannel
 from avatar_server.core.service import AvatarCore
 from avatar_server.core.turn_state import Turn, TurnPlan
 from avatar_server.core.voices import home_language
 from avatar_server.core.workers import Priority
+from avatar_server.engines import turn_model
 from avatar_server.engines.vad import WINDOW, Endpointer, VadEvent
 from avatar_server.errors import AvatarError, ErrorCode, TooLarge
 from avatar_server.media.audio import STT_SAMPLE_RATE
@@ -43,7 +48,18 @@ log = logging.getLogger("avatar_server.converse")
 _PREROLL = int(0.3 * STT_SAMPLE_RATE)  # audio kept before the detected speech start
 _TAIL = int(0.2 * STT_SAMPLE_RATE)  # audio kept after the detected speech end
 _BURST_SECONDS = 2.0  # audio a client may send ahead of real time at once (a buffered start)
+_FRAGMENT = 3 * STT_SAMPLE_RATE  # the most of a fragment over the reply that is transcribed
+_VERDICT_TIMEOUT = 1.0  # seconds the turn model may take before the fixed silence decides instead
 SHUTTING_DOWN = "The server is shutting down; reconnect shortly."
+
+
+@dataclass(eq=False)
+class _Overlap:
+    """Speech that began while the listener heard the reply: a backchannel or a new turn, not yet known."""
+
+    start: int  # stream position of its start
+    heard: list[npt.NDArray[np.float32]]  # the microphone audio since just before it, the reply's echo gated out
+    ended: int | None = None  # where it ended, once the endpointer says so before the verdict
 
 
 class ConversationSession:
@@ -75,7 +91,19 @@ class ConversationSession:
         self._events: asyncio.Queue[Event | None] = asyncio.Queue(maxsize=settings.converse_event_queue + 2)
         self._input = AudioInput(config.encoding, config.sample_rate)
         self._vad = core.engines.vad.stream()
-        self._endpointer = Endpointer(end_silence_ms=config.end_silence_ms or settings.end_silence_ms)
+        # The turn model judges each pause, unless the client fixed its own silence or the language is one
+        # the model does not know; until its verdict the longer wait holds.
+        language = config.language.split("-")[0] or home_language(self.avatar.language, settings.languages)
+        model = core.engines.turn_model
+        self._turn_model = model if model and not config.end_silence_ms and language in turn_model.LANGUAGES else None
+        end_ms = config.end_silence_ms or (settings.turn_incomplete_ms if self._turn_model else settings.end_silence_ms)
+        self._endpointer = Endpointer(end_silence_ms=end_ms)
+        self._pause = 0  # counts pauses and resumes: a verdict about an earlier pause is stale
+        self._verdict: PauseVerdict | None = None  # what is known about the latest pause
+        self._echo = ReplyEcho(settings.echo_return_loss_db)
+        self._reply: Turn | None = None  # the turn whose reply the listener hears (or heard last)
+        self._overlap: _Overlap | None = None
+        self._recent: deque[npt.NDArray[np.float32]] = deque(maxlen=16)  # the last chunks the VAD heard
         self._audio: npt.NDArray[np.float32] = np.zeros(0, dtype=np.float32)  # stream audio since `_audio_base`
         self._audio_base = 0
         self._utterance_start = 0
@@ -92,6 +120,7 @@ class ConversationSession:
         self._closed = False
         self._partial: asyncio.Task[None] | None = None
         self._partial_at = 0
+        self._backchannel_max = int(settings.backchannel_max_ms * STT_SAMPLE_RATE / 1000)
 
     # -- what the transport reads -----------------------------------------------------------------
 
@@ -134,11 +163,20 @@ class ConversationSession:
             )
         self._audio = np.concatenate([self._audio, samples])
         self._arrivals.append((self._position(), now))
-        probs = await self.core.workers["vad"].run(self._vad.process, samples, priority=Priority.LIVE)
+        heard = self._echo.gate(samples, now)  # the avatar's own voice in the microphone is not the person
+        self._recent.append(heard)
+        if self._overlap is not None:
+            self._overlap.heard.append(heard)
+        probs = await self.core.workers["vad"].run(self._vad.process, heard, priority=Priority.LIVE)
+        ep = self._endpointer
         for prob in probs:
-            event = self._endpointer.push(prob)
+            event = ep.push(prob)
             if event is not None:
                 await self._on_vad(event)
+            overlap = self._overlap
+            speaking = ep.in_speech and not ep.paused
+            if overlap is not None and speaking and ep.windows * WINDOW - overlap.start > self._backchannel_max:
+                await self._take_turn(overlap)  # too long for a backchannel
         if not self._endpointer.in_speech and len(self._audio) > 2 * _PREROLL:
             self._trim(self._audio_base + len(self._audio) - _PREROLL)
         limit = int(s.max_audio_seconds * STT_SAMPLE_RATE)
@@ -213,11 +251,14 @@ class ConversationSession:
 
     async def interrupt(self) -> None:
         turn = self._current
+        if turn is not self._reply:
+            self._stop_heard_reply()  # an earlier reply, sent whole, that the listener still hears
         if turn is None:
             return
         if not turn.confirmed:  # nothing of it was sent yet
             self._drop_early_turn()
             return
+        self._echo.stop()
         self._cancelled.add(turn.id)
         turn.stop.set()
         if turn.task is not None:
@@ -226,6 +267,18 @@ class ConversationSession:
         # The interrupted turn's last event: what was said of it. Nothing of this turn follows.
         self._put(TurnCompleted(turn.id, turn.user_text, " ".join(turn.spoken), turn.timings, interrupted=True))
         log.info("turn %s interrupted after %d piece(s)", turn.id, len(turn.spoken))
+
+    def _stop_heard_reply(self) -> None:
+        """An interruption of a reply the server has sent whole while the listener still hears it: a second
+        TurnCompleted, interrupted, with about what was heard, tells the client to stop playing it."""
+        turn, now = self._reply, time.perf_counter()
+        if turn is None or not turn.completed or not self._echo.audible(now, tail=0.0):
+            return
+        words = " ".join(turn.spoken).split()
+        heard = " ".join(words[: int(len(words) * self._echo.heard_fraction(now))])
+        self._echo.stop()
+        self._put(TurnCompleted(turn.id, turn.user_text, heard, turn.timings, interrupted=True))
+        log.info("turn %s interrupted while the listener still heard it", turn.id)
 
     async def finish(self) -> None:
         """The client sent everything: end a pending utterance, let the running turns finish, end the stream."""
@@ -268,24 +321,129 @@ class ConversationSession:
         ep = self._endpointer
         if event is VadEvent.SPEECH_STARTED:
             self._utterance_start = max(self._audio_base, ep.speech_start_window * WINDOW - _PREROLL)
+            if self._echo.audible(time.perf_counter()):  # over the reply: a backchannel, or a new turn?
+                self._overlap = _Overlap(ep.speech_start_window * WINDOW, list(self._recent))
+                return
             self._emit(SpeechStarted(self._next_turn_id, ep.speech_start_window * WINDOW / STT_SAMPLE_RATE))
             if self.config.barge_in and self._current is not None:
                 await self.interrupt()
         elif event is VadEvent.PAUSE:
-            # Start the turn at the first silence, held back until the silence lasts: if the person does
-            # not go on, transcript and reply are under way (or ready) when the utterance is confirmed.
-            # Voice-to-first-audio counts from the end of the speech, not from noticing the pause.
-            self._speech_end_wall = self._arrival(ep.speech_end_window * WINDOW)
-            end = ep.speech_end_window * WINDOW + _TAIL
-            turn = Turn(self._next_turn_id, self._speech_end_wall, confirmed=False)
-            turn.samples = self._slice(self._utterance_start, end)
-            self._early = turn
-            self._early_end = end
-            self._start_turn(turn)
+            self._pause += 1
+            if self._overlap is not None:
+                self._classify(self._overlap)
+            else:
+                self._start_early_turn()
         elif event is VadEvent.RESUMED:
-            self._drop_early_turn()
+            self._pause += 1
+            self._verdict = None
+            if self._overlap is None:
+                self._drop_early_turn()
         elif event is VadEvent.SPEECH_ENDED:
+            end = ep.speech_end_window * WINDOW + _TAIL
+            if self._overlap is not None:
+                self._overlap.ended = end  # its verdict finishes it
+            else:
+                self._finish_utterance(end)
+
+    def _start_early_turn(self) -> None:
+        """Start the turn at the first silence, held back until the silence lasts: if the person does not go
+        on, transcript and reply are under way (or ready) when the utterance is confirmed. Voice-to-first-
+        audio counts from the end of the speech, not from noticing the pause."""
+        ep = self._endpointer
+        self._speech_end_wall = self._arrival(ep.speech_end_window * WINDOW)
+        end = ep.speech_end_window * WINDOW + _TAIL
+        turn = Turn(self._next_turn_id, self._speech_end_wall, confirmed=False)
+        turn.samples = self._slice(self._utterance_start, end)
+        self._early = turn
+        self._early_end = end
+        self._start_turn(turn)
+        self._judge(ep.speech_end_window * WINDOW)
+
+    def _judge(self, end: int) -> None:
+        """Ask the turn model whether the utterance is complete at this pause; with the speculative turn's
+        transcript its verdict sets the silence that ends the turn (`end_of_turn.PauseVerdict`)."""
+        self._verdict = None
+        model = self._turn_model
+        if model is None:
+            return
+        s = self.settings
+        verdict = self._verdict = PauseVerdict(
+            s.turn_complete_threshold,
+            s.turn_unsure_threshold,
+            s.turn_confirm_ms,
+            s.end_silence_ms,
+            s.turn_incomplete_ms,
+        )
+        audio = self._slice(max(self._utterance_start, end - turn_model.RATE * turn_model.SECONDS), end)
+
+        async def judge() -> None:
+            try:
+                job = self.core.workers["turn"].run(model.complete, audio, priority=Priority.LIVE)
+                verdict.probability = await asyncio.wait_for(job, _VERDICT_TIMEOUT)
+            except (AvatarError, TimeoutError, RuntimeError) as exc:
+                log.warning("session %s: no end-of-turn verdict (%s); the fixed silence decides", self.session_id, exc)
+                verdict.failed = True
+            self._apply(verdict)
+
+        self._spawn(judge())
+
+    def _apply(self, verdict: PauseVerdict) -> None:
+        """A verdict changed: set the silence this pause needs; end the utterance if it already lasted."""
+        if verdict is not self._verdict or self._closed:
+            return  # the person went on meanwhile: a later pause decides
+        required = verdict.required_ms()
+        ep = self._endpointer
+        if required is not None and self._overlap is None and ep.require(required):
             self._finish_utterance(ep.speech_end_window * WINDOW + _TAIL)
+
+    def _classify(self, overlap: _Overlap) -> None:
+        """A pause in speech over the reply: transcribe the fragment; a backchannel lets the reply go on."""
+        pause = self._pause
+        audio = np.concatenate(overlap.heard)[-_FRAGMENT:]  # without the reply's echo: only the person
+        home = home_language(self.avatar.language, self.settings.languages)
+
+        async def classify() -> None:
+            stt = self.core.engines.stt
+            text: str | None = None
+            with contextlib.suppress(AvatarError, RuntimeError):  # unheard: it takes the turn
+                transcript = await self.core.workers["stt"].run(
+                    stt.transcribe,
+                    audio,
+                    language=self.config.language.split("-")[0] or None,
+                    fallback=home,
+                    priority=Priority.LIVE,
+                    compute=stt.capabilities.local,
+                )
+                text = transcript.text.strip()
+            if self._overlap is not overlap or pause != self._pause:
+                return  # the person went on: a later pause, or the length, decides
+            if text is not None and is_backchannel(text):
+                self._backchannel(overlap, text)
+            else:
+                await self._take_turn(overlap)
+
+        self._spawn(classify())
+
+    def _backchannel(self, overlap: _Overlap, text: str) -> None:
+        self._overlap = None
+        end = overlap.ended or self._endpointer.speech_end_window * WINDOW + _TAIL
+        reply = self._reply.id if self._reply is not None else ""
+        self._emit(BackchannelEvent(reply, overlap.start / STT_SAMPLE_RATE, end / STT_SAMPLE_RATE, text))
+        log.info("session %s: backchannel %r over the reply", self.session_id, text)
+        if self._endpointer.in_speech:
+            self._endpointer.reset()
+        self._utterance_start = self._position()
+
+    async def _take_turn(self, overlap: _Overlap) -> None:
+        """Speech over the reply that is not a backchannel: a turn of its own (and an interruption)."""
+        self._overlap = None
+        self._emit(SpeechStarted(self._next_turn_id, overlap.start / STT_SAMPLE_RATE))
+        if self.config.barge_in:
+            await self.interrupt()
+        if overlap.ended is not None:
+            self._finish_utterance(overlap.ended)
+        elif self._endpointer.paused:
+            self._start_early_turn()
 
     def _arrival(self, position: int) -> float:
         """The wall time at which the stream's sample at `position` reached the server."""
@@ -301,6 +459,7 @@ class ConversationSession:
             turn_id = self._take_turn_id()
             assert turn_id == early.id
             self._emit(SpeechEnded(turn_id, end / STT_SAMPLE_RATE))
+            turn = early
             self._confirm(early)
         else:
             self._drop_early_turn()
@@ -309,6 +468,10 @@ class ConversationSession:
             turn = Turn(turn_id, self._speech_end_wall or time.perf_counter())
             turn.samples = self._slice(self._utterance_start, end)
             self._start_turn(turn)
+        turn.timings.end_of_turn = max(0.0, time.perf_counter() - turn.speech_end_wall)
+        verdict, self._verdict = self._verdict, None
+        if verdict is not None and verdict.probability is not None:
+            turn.timings.end_of_turn_probability = verdict.probability
         self._utterance_start = end
 
     def _take_turn_id(self) -> str:
@@ -353,8 +516,16 @@ class ConversationSession:
         if not turn.confirmed:
             turn.held.append(event)
             return
-        if isinstance(event, AudioChunkEvent) and not turn.timings.voice_to_first_audio:
-            turn.timings.voice_to_first_audio = time.perf_counter() - turn.speech_end_wall
+        if isinstance(event, TranscriptEvent) and turn is self._early and self._verdict is not None:
+            self._verdict.text = event.text  # the words of the speculative turn: do they end a sentence?
+            self._apply(self._verdict)
+        if isinstance(event, AudioChunkEvent) and event.turn_id not in self._cancelled:
+            now = time.perf_counter()
+            if not turn.timings.voice_to_first_audio:
+                turn.timings.voice_to_first_audio = now - turn.speech_end_wall
+            samples = np.frombuffer(event.pcm, dtype="<i2").astype(np.float32) / 32768.0
+            self._echo.add(turn.id, samples, event.sample_rate, event.start_seconds, now)
+            self._reply = turn
         self._emit(event)
 
     # -- turns ------------------------------------------------------------------------------------

@@ -204,7 +204,7 @@ class Workers:
     light (milliseconds) and never wait for a slot, so endpointing and lip-sync keep pace under load.
     """
 
-    STAGES = ("decode", "vad", "stt", "llm", "tts", "animation", "video")
+    STAGES = ("decode", "vad", "turn", "stt", "llm", "tts", "animation", "video")
 
     def __init__(self, compute_slots: int = 1, extra: tuple[str, ...] = ()) -> None:
         self.budget = ComputeBudget(compute_slots)

@@ -12,6 +12,7 @@ from avatar_server.engines.animator.portrait import PortraitAnimator
 from avatar_server.engines.llm.base import ChatModel
 from avatar_server.engines.stt.base import SpeechToText
 from avatar_server.engines.tts.base import TextToSpeech
+from avatar_server.engines.turn_model import SmartTurnModel
 from avatar_server.personas import Avatar
 from avatar_server.settings import Settings
 
@@ -179,6 +180,19 @@ def build_tts(name: str, settings: Settings | None = None) -> TextToSpeech:
         except (FileNotFoundError, RuntimeError) as exc:
             raise EngineConfigError(str(exc)) from exc
     raise EngineConfigError(f"unknown TTS engine {name!r} (known: piper, espeak, festival, elevenlabs, xtts)")
+
+
+def build_turn_model(settings: Settings) -> SmartTurnModel | None:
+    """The end-of-turn model for live conversation, or None when `turn_model` is off."""
+    if not settings.turn_model:
+        return None
+    try:
+        return SmartTurnModel(models.smart_turn(settings.models_dir))
+    except models.ModelError as exc:
+        raise EngineConfigError(
+            f"the end-of-turn model is missing ({exc}): run `make setup`, or `pip install --no-deps "
+            "pipecat-ai==1.14.0`, or set AVATAR_TURN_MODEL=false for a fixed end-of-turn silence"
+        ) from exc
 
 
 def build_animator(settings: Settings, avatars: dict[str, Avatar]) -> Animator:

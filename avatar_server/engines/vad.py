@@ -70,7 +70,10 @@ class VadEvent(enum.Enum):
 
 @dataclass
 class Endpointer:
-    """Hysteresis over window probabilities: speech after `min_speech_ms`, end after `end_silence_ms`."""
+    """Hysteresis over window probabilities: speech after `min_speech_ms`, end after a silence.
+
+    The silence that ends an utterance is `end_silence_ms` unless the pause's own verdict sets another
+    (`require`, from the turn model: short after a complete sentence, long inside one)."""
 
     end_silence_ms: int = 400
     min_speech_ms: int = 160
@@ -86,6 +89,31 @@ class Endpointer:
         self.windows = 0  # windows seen so far: the stream clock
         self.speech_start_window = 0
         self.speech_end_window = 0
+        self.required_ms = self.end_silence_ms  # the silence that ends this pause's utterance
+
+    @property
+    def paused(self) -> bool:
+        """Inside an utterance, in a pause of at least `pause_ms`."""
+        return self.in_speech and self._paused
+
+    @property
+    def silence_ms(self) -> float:
+        return self._silence_run * self.window_ms
+
+    def require(self, silence_ms: int) -> bool:
+        """Set the silence this pause needs to end the utterance. True when it has already lasted that long:
+        the utterance ends now (as SPEECH_ENDED would)."""
+        self.required_ms = silence_ms
+        if self.paused and self.silence_ms >= silence_ms:
+            self._end()
+            return True
+        return False
+
+    def _end(self) -> None:
+        self.in_speech = False
+        self._speech_run = 0
+        self._paused = False
+        self.required_ms = self.end_silence_ms
 
     @property
     def window_ms(self) -> float:
@@ -114,14 +142,13 @@ class Endpointer:
                 self._paused = True
                 self.speech_end_window = self.windows - self._silence_run
                 return VadEvent.PAUSE
-            if self._silence_run * self.window_ms >= self.end_silence_ms:
-                self.in_speech = False
-                self._speech_run = 0
-                self._paused = False
+            if self._silence_run * self.window_ms >= self.required_ms:
+                self._end()
                 return VadEvent.SPEECH_ENDED
             return None
         self._silence_run = 0
         if self._paused:
             self._paused = False
+            self.required_ms = self.end_silence_ms
             return VadEvent.RESUMED
         return None

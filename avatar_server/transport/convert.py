@@ -53,6 +53,8 @@ def timings(t: Timings) -> pb.Timings:
         llm_first_token_seconds=t.llm_first_token,
         tts_first_byte_seconds=t.tts_first_byte,
         voice_to_first_audio_seconds=t.voice_to_first_audio,
+        end_of_turn_seconds=t.end_of_turn,
+        end_of_turn_probability=t.end_of_turn_probability,
     )
 
 
@@ -135,6 +137,10 @@ def converse_event(e: ev.Event, session_id: str) -> pb.ConverseResponse:
                     timings=timings(e.timings),
                     interrupted=e.interrupted,
                 )
+            )
+        case ev.BackchannelEvent():
+            out.backchannel.CopyFrom(
+                pb.Backchannel(start_seconds=e.start_seconds, end_seconds=e.end_seconds, text=e.text)
             )
         case ev.ErrorEvent():
             out.error.CopyFrom(pb.ErrorEvent(code=e.code, message=e.message))

@@ -111,9 +111,14 @@ def event_json(ev: pb.ConverseResponse) -> dict[str, Any]:
                 "tts": t.tts_seconds,
                 "tts_first_byte": t.tts_first_byte_seconds,
                 "voice_to_first_audio": t.voice_to_first_audio_seconds,
+                "end_of_turn": t.end_of_turn_seconds,
+                "end_of_turn_probability": t.end_of_turn_probability,
                 "total": t.total_seconds,
             },
         )
+    elif kind == "backchannel":
+        b = ev.backchannel
+        out.update(start_seconds=b.start_seconds, end_seconds=b.end_seconds, text=b.text)
     elif kind == "error":
         out.update(code=ev.error.code, message=ev.error.message)
     return out

@@ -92,12 +92,15 @@ def _describe(event: pb.ConverseResponse) -> str:
             f"reply: {event.turn_completed.reply_text!r} | "
             f"voice-to-first-audio {t.voice_to_first_audio_seconds:.3f} s, "
             f"stt {t.stt_seconds:.3f} s, llm first token {t.llm_first_token_seconds:.3f} s, "
-            f"tts first byte {t.tts_first_byte_seconds:.3f} s, total {t.total_seconds:.3f} s"
+            f"tts first byte {t.tts_first_byte_seconds:.3f} s, end of turn {t.end_of_turn_seconds:.3f} s, "
+            f"total {t.total_seconds:.3f} s"
         )
     if kind == "error":
         return f"{event.error.code}: {event.error.message}"
     if kind in ("speech_started", "speech_ended"):
         return f"at {getattr(event, kind).time_seconds:.2f} s of input"
+    if kind == "backchannel":
+        return f"{event.backchannel.text!r} at {event.backchannel.start_seconds:.2f} s of input (the reply goes on)"
     return ""
 
 

@@ -83,7 +83,7 @@ class AnimationTrack(_message.Message):
     def __init__(self, fps: _Optional[float] = ..., names: _Optional[_Iterable[str]] = ..., frames: _Optional[_Iterable[_Union[AnimationFrame, _Mapping]]] = ...) -> None: ...
 
 class Timings(_message.Message):
-    __slots__ = ("stt_seconds", "llm_seconds", "tts_seconds", "animation_seconds", "total_seconds", "llm_first_token_seconds", "tts_first_byte_seconds", "voice_to_first_audio_seconds")
+    __slots__ = ("stt_seconds", "llm_seconds", "tts_seconds", "animation_seconds", "total_seconds", "llm_first_token_seconds", "tts_first_byte_seconds", "voice_to_first_audio_seconds", "end_of_turn_seconds", "end_of_turn_probability")
     STT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     LLM_SECONDS_FIELD_NUMBER: _ClassVar[int]
     TTS_SECONDS_FIELD_NUMBER: _ClassVar[int]
@@ -92,6 +92,8 @@ class Timings(_message.Message):
     LLM_FIRST_TOKEN_SECONDS_FIELD_NUMBER: _ClassVar[int]
     TTS_FIRST_BYTE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     VOICE_TO_FIRST_AUDIO_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    END_OF_TURN_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    END_OF_TURN_PROBABILITY_FIELD_NUMBER: _ClassVar[int]
     stt_seconds: float
     llm_seconds: float
     tts_seconds: float
@@ -100,7 +102,9 @@ class Timings(_message.Message):
     llm_first_token_seconds: float
     tts_first_byte_seconds: float
     voice_to_first_audio_seconds: float
-    def __init__(self, stt_seconds: _Optional[float] = ..., llm_seconds: _Optional[float] = ..., tts_seconds: _Optional[float] = ..., animation_seconds: _Optional[float] = ..., total_seconds: _Optional[float] = ..., llm_first_token_seconds: _Optional[float] = ..., tts_first_byte_seconds: _Optional[float] = ..., voice_to_first_audio_seconds: _Optional[float] = ...) -> None: ...
+    end_of_turn_seconds: float
+    end_of_turn_probability: float
+    def __init__(self, stt_seconds: _Optional[float] = ..., llm_seconds: _Optional[float] = ..., tts_seconds: _Optional[float] = ..., animation_seconds: _Optional[float] = ..., total_seconds: _Optional[float] = ..., llm_first_token_seconds: _Optional[float] = ..., tts_first_byte_seconds: _Optional[float] = ..., voice_to_first_audio_seconds: _Optional[float] = ..., end_of_turn_seconds: _Optional[float] = ..., end_of_turn_probability: _Optional[float] = ...) -> None: ...
 
 class InteractResponse(_message.Message):
     __slots__ = ("transcription", "reply_text", "audio", "video", "animation", "timings", "session_id", "turn_id", "language")
@@ -250,8 +254,18 @@ class ErrorEvent(_message.Message):
     message: str
     def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
+class Backchannel(_message.Message):
+    __slots__ = ("start_seconds", "end_seconds", "text")
+    START_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    END_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    start_seconds: float
+    end_seconds: float
+    text: str
+    def __init__(self, start_seconds: _Optional[float] = ..., end_seconds: _Optional[float] = ..., text: _Optional[str] = ...) -> None: ...
+
 class ConverseResponse(_message.Message):
-    __slots__ = ("turn_id", "session_id", "speech_started", "speech_ended", "transcript", "reply_text_delta", "audio_chunk", "animation_frames", "video_segment", "turn_completed", "error")
+    __slots__ = ("turn_id", "session_id", "speech_started", "speech_ended", "transcript", "reply_text_delta", "audio_chunk", "animation_frames", "video_segment", "turn_completed", "error", "backchannel")
     TURN_ID_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     SPEECH_STARTED_FIELD_NUMBER: _ClassVar[int]
@@ -263,6 +277,7 @@ class ConverseResponse(_message.Message):
     VIDEO_SEGMENT_FIELD_NUMBER: _ClassVar[int]
     TURN_COMPLETED_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    BACKCHANNEL_FIELD_NUMBER: _ClassVar[int]
     turn_id: str
     session_id: str
     speech_started: SpeechStarted
@@ -274,7 +289,8 @@ class ConverseResponse(_message.Message):
     video_segment: VideoSegment
     turn_completed: TurnCompleted
     error: ErrorEvent
-    def __init__(self, turn_id: _Optional[str] = ..., session_id: _Optional[str] = ..., speech_started: _Optional[_Union[SpeechStarted, _Mapping]] = ..., speech_ended: _Optional[_Union[SpeechEnded, _Mapping]] = ..., transcript: _Optional[_Union[Transcript, _Mapping]] = ..., reply_text_delta: _Optional[_Union[ReplyTextDelta, _Mapping]] = ..., audio_chunk: _Optional[_Union[AudioChunk, _Mapping]] = ..., animation_frames: _Optional[_Union[AnimationFrames, _Mapping]] = ..., video_segment: _Optional[_Union[VideoSegment, _Mapping]] = ..., turn_completed: _Optional[_Union[TurnCompleted, _Mapping]] = ..., error: _Optional[_Union[ErrorEvent, _Mapping]] = ...) -> None: ...
+    backchannel: Backchannel
+    def __init__(self, turn_id: _Optional[str] = ..., session_id: _Optional[str] = ..., speech_started: _Optional[_Union[SpeechStarted, _Mapping]] = ..., speech_ended: _Optional[_Union[SpeechEnded, _Mapping]] = ..., transcript: _Optional[_Union[Transcript, _Mapping]] = ..., reply_text_delta: _Optional[_Union[ReplyTextDelta, _Mapping]] = ..., audio_chunk: _Optional[_Union[AudioChunk, _Mapping]] = ..., animation_frames: _Optional[_Union[AnimationFrames, _Mapping]] = ..., video_segment: _Optional[_Union[VideoSegment, _Mapping]] = ..., turn_completed: _Optional[_Union[TurnCompleted, _Mapping]] = ..., error: _Optional[_Union[ErrorEvent, _Mapping]] = ..., backchannel: _Optional[_Union[Backchannel, _Mapping]] = ...) -> None: ...
 
 class GetCapabilitiesRequest(_message.Message):
     __slots__ = ()

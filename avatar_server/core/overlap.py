@@ -1,0 +1,120 @@
+"""Speech over the avatar's reply: its own voice coming back through the microphone, a listener's
+"mm-hm", or a real interruption.
+
+- `ReplyEcho` keeps the loudness of the reply as the listener hears it. Microphone audio no louder than
+  that reply's echo would be (`echo_return_loss_db` below it, with a margin) is the avatar hearing itself:
+  the VAD gets silence for it. Browsers cancel most echo; this catches what leaks through.
+- `is_backchannel` judges the transcript of a short fragment: listener sounds and acknowledgements
+  ("mm-hm", "yeah", "okay", "right", a laugh, a cough) do not take the turn; a question, a word that
+  stops or objects, or more than a few words do.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+import numpy as np
+import numpy.typing as npt
+
+_BLOCK = 320  # 20 ms at 16 kHz: the gate's resolution
+_LEAD = 0.08  # clients schedule a turn's first chunk this far ahead of its arrival
+_HANGOVER_BLOCKS = 10  # once the person is heard, 200 ms more pass the gate (the quiet ends of words)
+_DELAY = (-0.05, 0.6)  # the echo arrives this many seconds after the listener plays that audio
+
+
+class ReplyEcho:
+    """The reply's loudness on the listener's clock, and the microphone gate it implies."""
+
+    def __init__(self, return_loss_db: float = 20.0, margin_db: float = 6.0) -> None:
+        # Input quieter than the reply's loudness times this is taken for its echo.
+        self._ratio = 10 ** (-(return_loss_db - margin_db) / 20)
+        self._anchor = 0.0  # wall time the listener started the current reply (its clock's zero)
+        self._blocks: list[float] = []  # RMS per 20 ms of the reply, from its start
+        self._end = 0.0  # seconds of reply audio sent
+        self._turn = ""
+        self._open = 0  # blocks left in the hangover
+
+    @property
+    def turn_id(self) -> str:
+        return self._turn
+
+    def add(self, turn_id: str, samples: npt.NDArray[np.float32], rate: int, start: float, now: float) -> None:
+        """A reply chunk went out at `now`; it plays at `start` seconds on its turn's clock."""
+        if turn_id != self._turn:
+            self._turn, self._blocks, self._anchor = turn_id, [], now + _LEAD
+        step = max(1, rate // 50)
+        first = round(start * 50)
+        levels = [float(np.sqrt(np.mean(samples[k : k + step] ** 2))) for k in range(0, len(samples), step)]
+        if len(self._blocks) < first:
+            self._blocks.extend([0.0] * (first - len(self._blocks)))
+        self._blocks[first : first + len(levels)] = levels
+        self._end = max(self._end if self._turn == turn_id else 0.0, start + len(samples) / rate)
+
+    def stop(self) -> None:
+        """The listener stopped hearing the reply (interrupted)."""
+        self._turn, self._blocks, self._end = "", [], 0.0
+
+    def audible(self, now: float, tail: float = 0.3) -> bool:
+        """The listener is still hearing the reply (or its echo may still come back)."""
+        return bool(self._turn) and now < self._anchor + self._end + tail
+
+    def heard_fraction(self, now: float) -> float:
+        """How much of the reply sent so far the listener has heard."""
+        return min(1.0, max(0.0, (now - self._anchor) / self._end)) if self._end else 0.0
+
+    def level(self, at: float) -> float:
+        """The loudest the reply's echo can be in the microphone audio recorded at wall time `at`."""
+        lo = int((at - self._anchor - _DELAY[1]) * 50)
+        hi = int((at - self._anchor - _DELAY[0]) * 50) + 1
+        window = self._blocks[max(0, lo) : max(0, hi)]
+        return max(window) if window else 0.0
+
+    def gate(self, samples: npt.NDArray[np.float32], arrived: float) -> npt.NDArray[np.float32]:
+        """`samples` (16 kHz, the last of them recorded just before `arrived`) with the blocks that are only
+        the reply's echo silenced: what the VAD should hear."""
+        if not self._turn or not self.audible(arrived, tail=_DELAY[1]):
+            self._open = 0
+            return samples
+        out = samples.copy()
+        for k in range(0, len(samples), _BLOCK):
+            block = samples[k : k + _BLOCK]
+            at = arrived - (len(samples) - k) / 16000
+            if float(np.sqrt(np.mean(block**2))) > self.level(at) * self._ratio:
+                self._open = _HANGOVER_BLOCKS
+            elif self._open > 0:
+                self._open -= 1
+            else:
+                out[k : k + _BLOCK] = 0.0
+        return out
+
+
+# Words that take the turn even in a short fragment: stopping, objecting, asking (English and Ukrainian).
+# Anything else short is a listener sound: Whisper writes "mm-hm" in many ways ("Mm-hmm.", "MMA-CAM"), so
+# the fragment is judged by what would make it more than one.
+_TAKES_TURN = frozenset(
+    {
+    "stop", "wait", "no", "nope", "hold", "hang", "sorry", "excuse", "pardon", "but", "what", "why", "how",
+    "who", "where", "when", "which", "hey", "listen", "actually", "question", "again", "repeat", "louder",
+    "enough", "cancel", "quiet", "shut", "pause", "tell", "can", "could", "please", "let", "i'm", "don't",
+    "стоп", "зачекай", "зачекайте", "чекай", "стривай", "ні", "вибач", "вибачте", "але", "що", "чому", "як",
+    "хто", "де", "коли", "слухай", "повтори", "досить", "скажи", "можна",
+    }
+)  # fmt: skip
+_NON_SPEECH = re.compile(r"[\[(*♪][^\])*♪]*[\])*♪]")  # "[laughs]", "(coughing)", "*cough*", "♪"
+_MAX_WORDS = 4
+
+
+def _words(text: str) -> list[str]:
+    text = unicodedata.normalize("NFKC", text).lower().replace("’", "'")
+    return [w.strip("-'") for w in re.split(r"[^\w'-]+", text) if w.strip("-'")]
+
+
+def is_backchannel(text: str) -> bool:
+    """A short fragment the listener said while the avatar spoke: True if it only acknowledges or is no
+    speech at all (a hum, a cough, a laugh), False if it takes the turn: a question, a word that stops or
+    objects ("wait", "no", "sorry", "what"), or more than a few words."""
+    if "?" in text:
+        return False
+    words = _words(_NON_SPEECH.sub(" ", text))
+    return len(words) <= _MAX_WORDS and not any(w in _TAKES_TURN for w in words)
