@@ -132,10 +132,11 @@ class Settings(BaseSettings):
     turn_unsure_threshold: float = 0.08
     turn_confirm_ms: int = 160
     turn_incomplete_ms: int = 1500
-    # Speech over the avatar's reply: shorter than `backchannel_max_ms` and only an acknowledgement by its
-    # transcript ("mm-hm", "yeah", a laugh) it is a backchannel and the avatar goes on; longer, or anything
-    # else, it takes the turn (and interrupts the reply when the client asked for barge-in).
-    backchannel_max_ms: int = 800
+    # Speech over the avatar's reply: shorter than `backchannel_max_ms` of speech as the VAD hears it (which
+    # runs on a little past the sound itself) and only an acknowledgement by its transcript ("mm-hm",
+    # "yeah", a laugh), it is a backchannel and the avatar goes on; longer, or anything else, it takes the
+    # turn (and interrupts the reply when the client asked for barge-in).
+    backchannel_max_ms: int = 1000
     # Microphone audio no louder than the reply's loudness minus this many dB (plus a 6 dB margin) is the
     # avatar's own voice coming back, not the person. Browsers' echo cancellation usually leaves far less.
     echo_return_loss_db: float = 20.0

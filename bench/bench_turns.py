@@ -94,7 +94,7 @@ async def over_reply(target: str, clip: turn_set.TurnClip) -> dict[str, object]:
             return
         out["interrupted"] = True
         out["stop_after_speech_start"] = stop.wall - (sent + start)
-        decidable = sent + min(end + 0.064, start + 0.8)
+        decidable = sent + min(end + 0.064, start + 1.0)
         out["stop_after_decidable"] = stop.wall - decidable
 
     await person.run(script, deadline=120)

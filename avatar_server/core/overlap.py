@@ -19,7 +19,7 @@ import numpy.typing as npt
 
 _BLOCK = 320  # 20 ms at 16 kHz: the gate's resolution
 _LEAD = 0.08  # clients schedule a turn's first chunk this far ahead of its arrival
-_HANGOVER_BLOCKS = 10  # once the person is heard, 200 ms more pass the gate (the quiet ends of words)
+_HANGOVER_BLOCKS = 3  # once the person is heard, 60 ms more pass the gate (the quiet ends of words)
 _DELAY = (-0.05, 0.6)  # the echo arrives this many seconds after the listener plays that audio
 
 

@@ -60,6 +60,7 @@ class _Overlap:
     start: int  # stream position of its start
     heard: list[npt.NDArray[np.float32]]  # the microphone audio since just before it, the reply's echo gated out
     ended: int | None = None  # where it ended, once the endpointer says so before the verdict
+    voiced: int = 0  # samples of it heard as speech, pauses not counted
 
 
 class ConversationSession:
@@ -174,9 +175,10 @@ class ConversationSession:
             if event is not None:
                 await self._on_vad(event)
             overlap = self._overlap
-            speaking = ep.in_speech and not ep.paused
-            if overlap is not None and speaking and ep.windows * WINDOW - overlap.start > self._backchannel_max:
-                await self._take_turn(overlap)  # too long for a backchannel
+            if overlap is not None and ep.in_speech and not ep.paused:
+                overlap.voiced += WINDOW
+                if overlap.voiced > self._backchannel_max:
+                    await self._take_turn(overlap, "longer than a backchannel")
         if not self._endpointer.in_speech and len(self._audio) > 2 * _PREROLL:
             self._trim(self._audio_base + len(self._audio) - _PREROLL)
         limit = int(s.max_audio_seconds * STT_SAMPLE_RATE)
@@ -323,6 +325,7 @@ class ConversationSession:
             self._utterance_start = max(self._audio_base, ep.speech_start_window * WINDOW - _PREROLL)
             if self._echo.audible(time.perf_counter()):  # over the reply: a backchannel, or a new turn?
                 self._overlap = _Overlap(ep.speech_start_window * WINDOW, list(self._recent))
+                self._overlap.voiced = (ep.windows - ep.speech_start_window) * WINDOW
                 return
             self._emit(SpeechStarted(self._next_turn_id, ep.speech_start_window * WINDOW / STT_SAMPLE_RATE))
             if self.config.barge_in and self._current is not None:
@@ -420,7 +423,7 @@ class ConversationSession:
             if text is not None and is_backchannel(text):
                 self._backchannel(overlap, text)
             else:
-                await self._take_turn(overlap)
+                await self._take_turn(overlap, f"heard {text!r}")
 
         self._spawn(classify())
 
@@ -434,8 +437,9 @@ class ConversationSession:
             self._endpointer.reset()
         self._utterance_start = self._position()
 
-    async def _take_turn(self, overlap: _Overlap) -> None:
+    async def _take_turn(self, overlap: _Overlap, why: str) -> None:
         """Speech over the reply that is not a backchannel: a turn of its own (and an interruption)."""
+        log.info("session %s: speech over the reply takes the turn (%s)", self.session_id, why)
         self._overlap = None
         self._emit(SpeechStarted(self._next_turn_id, overlap.start / STT_SAMPLE_RATE))
         if self.config.barge_in:

@@ -202,7 +202,7 @@ async def test_voice_barge_in_interrupts_the_reply(server: ServerProcess, clips:
             yield m
 
     async def speak_over() -> None:
-        for k in range(0, len(speech) + 32000, 640):  # 20 ms chunks, real time, then 1 s of silence
+        for k in range(0, len(speech) + 64000, 640):  # 20 ms chunks, real time, then 2 s of silence
             chunk = speech[k : k + 640] or bytes(640)
             outbox.put_nowait(pb.ConverseRequest(audio=chunk))
             await asyncio.sleep(0.02)

@@ -77,10 +77,11 @@ async def test_backchannels_and_echo_do_not_interrupt_the_reply(server: ServerPr
 
     seen = await person.run(script, deadline=180)
     kinds = [s.kind for s in seen]
-    assert not any(interrupted(s) for s in seen), kinds
-    assert "speech_started" not in kinds, "the echo or a backchannel was taken for a turn"
+    story = "\n".join(_story(person))
+    assert not any(interrupted(s) for s in seen), story
+    assert "speech_started" not in kinds, f"the echo or a backchannel was taken for a turn: {story}"
     heard = [s.event.backchannel for s in seen if s.kind == "backchannel"]
-    assert len(heard) >= 2, kinds  # each sound reached the server and was judged (a cough may be below the VAD)
+    assert len(heard) >= 2, story  # each sound reached the server and was judged (a cough may be below the VAD)
     assert len([k for k in kinds if k == "turn_completed"]) == 1
 
 
@@ -102,10 +103,20 @@ async def test_an_interruption_stops_the_reply_quickly(server: ServerProcess) ->
     stop = next(s for s in seen if interrupted(s))
     _, end = turn_set.speech_bounds(clip.samples)
     # A short fragment is told from a backchannel once it pauses (64 ms) and its transcript is in.
-    decided_from = spoken_at[0] + min(end + 0.064, 0.8)
+    decided_from = spoken_at[0] + min(end + 0.064, 1.0)
     assert stop.wall - decided_from < 0.6, stop.wall - decided_from
     answered = [s.event.transcript.text for s in seen if s.kind == "transcript"]
     assert (answered and "stop" in answered[-1].lower()) or "wait" in answered[-1].lower(), answered
+
+
+def _story(p: Person) -> list[str]:
+    """The session's events but audio and frames, with their times and texts: what a failure shows."""
+    out = [f"said at {t - p.started:.2f} s for {d:.2f} s" for t, d in p.said()]
+    for s in p.seen:
+        if s.kind not in ("audio_chunk", "animation_frames", "reply_text_delta"):
+            body = str(getattr(s.event, s.kind)).replace("\n", " ")[:90]
+            out.append(f"{s.wall - p.started:.2f} {s.kind} {s.event.turn_id[:6]} {body}")
+    return out
 
 
 def _count(p: Person, kind: str) -> int:

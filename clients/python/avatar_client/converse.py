@@ -30,7 +30,7 @@ async def paced_requests(
     pcm: bytes,
     rate: int,
     *,
-    trailing_silence: float = 1.5,
+    trailing_silence: float = 2.0,
     end_of_utterance: bool = False,
     clock: StreamClock | None = None,
     speed: float = 1.0,
