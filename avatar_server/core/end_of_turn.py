@@ -30,13 +30,25 @@ _HANGING = frozenset(
 )  # fmt: skip
 
 
+# Questions end on prepositions and pronouns ("Where are you from?", "What is that?"), not on these.
+_HANGING_IN_QUESTIONS = frozenset(
+    {"a", "an", "the", "and", "or", "but", "because", "if", "my", "your", "his", "her", "our", "their", "very"}
+    | {"і", "й", "та", "а", "але", "або", "бо", "якщо", "мій", "моя", "твій", "твоя", "наш", "ваш", "дуже"}
+)
+
+
 def hangs(text: str) -> bool:
-    """The transcript stops where a sentence cannot end (or trails off)."""
+    """The transcript stops where a sentence cannot end (or trails off). Whisper often writes a question
+    mark on a cut-off question ("Could you tell me what?"), so a question is checked too."""
     stripped = text.strip()
     if not stripped or stripped.endswith(("...", "…", "-", ",")):
         return bool(stripped)
     words = re.findall(r"[\w']+", stripped.lower())
-    return bool(words) and words[-1] in _HANGING and not stripped.endswith("?")
+    if not words:
+        return False
+    if not stripped.endswith("?"):
+        return words[-1] in _HANGING
+    return words[-1] in _HANGING_IN_QUESTIONS or (words[-1] in ("what", "що") and len(words) >= 4)
 
 
 @dataclass

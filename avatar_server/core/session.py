@@ -35,6 +35,7 @@ from avatar_server.core.events import (
 )
 from avatar_server.core.overlap import ReplyEcho, is_backchannel
 from avatar_server.core.service import AvatarCore
+from avatar_server.core.stream_audio import StreamAudio
 from avatar_server.core.turn_state import Turn, TurnPlan
 from avatar_server.core.voices import home_language
 from avatar_server.core.workers import Priority
@@ -105,14 +106,12 @@ class ConversationSession:
         self._reply: Turn | None = None  # the turn whose reply the listener hears (or heard last)
         self._overlap: _Overlap | None = None
         self._recent: deque[npt.NDArray[np.float32]] = deque(maxlen=16)  # the last chunks the VAD heard
-        self._audio: npt.NDArray[np.float32] = np.zeros(0, dtype=np.float32)  # stream audio since `_audio_base`
-        self._audio_base = 0
+        self._audio = StreamAudio()
         self._utterance_start = 0
         self._next_turn_id = uuid.uuid4().hex
         self._early: Turn | None = None
         self._early_end = 0
         self._speech_end_wall = 0.0  # when the last speech sample before the latest pause reached the server
-        self._arrivals: deque[tuple[int, float]] = deque(maxlen=512)  # (stream position after a chunk, wall time)
         self._first_audio_wall = 0.0
         self._current: Turn | None = None
         self._cancelled: set[str] = set()
@@ -155,15 +154,14 @@ class ConversationSession:
         now = time.perf_counter()
         if not self._first_audio_wall:
             self._first_audio_wall = now
-        sent = (self._position() + len(samples)) / STT_SAMPLE_RATE
+        sent = (self._audio.position + len(samples)) / STT_SAMPLE_RATE
         allowed = _BURST_SECONDS + s.converse_max_realtime_factor * (now - self._first_audio_wall)
         if sent > allowed:
             raise TooLarge(
                 f"Audio arrives faster than {s.converse_max_realtime_factor:g}x real time ({sent:.1f} s of audio "
                 f"in {now - self._first_audio_wall:.1f} s); stream it as it is recorded."
             )
-        self._audio = np.concatenate([self._audio, samples])
-        self._arrivals.append((self._position(), now))
+        self._audio.append(samples, now)
         heard = self._echo.gate(samples, now)  # the avatar's own voice in the microphone is not the person
         self._recent.append(heard)
         if self._overlap is not None:
@@ -179,24 +177,24 @@ class ConversationSession:
                 overlap.voiced += WINDOW
                 if overlap.voiced > self._backchannel_max:
                     await self._take_turn(overlap, "longer than a backchannel")
-        if not self._endpointer.in_speech and len(self._audio) > 2 * _PREROLL:
-            self._trim(self._audio_base + len(self._audio) - _PREROLL)
+        if not self._endpointer.in_speech and self._audio.kept > 2 * _PREROLL:
+            self._audio.trim(self._audio.position - _PREROLL)
         limit = int(s.max_audio_seconds * STT_SAMPLE_RATE)
-        if self._endpointer.in_speech and self._position() - self._utterance_start > limit:
+        if self._endpointer.in_speech and self._audio.position - self._utterance_start > limit:
             await self.end_of_utterance()  # a monologue past the cap is cut into turns
         elif self.config.interim_results and self._endpointer.in_speech:
             self._maybe_partial()
 
     def _maybe_partial(self) -> None:
         """Every second of speech, a partial transcript of the utterance so far (one at a time)."""
-        position = self._position()
+        position = self._audio.position
         if self._partial is not None and not self._partial.done():
             return
         if position - max(self._utterance_start, self._partial_at) < STT_SAMPLE_RATE:
             return
         self._partial_at = position
         turn_id = self._next_turn_id
-        audio = self._slice(self._utterance_start, position)
+        audio = self._audio.slice(self._utterance_start, position)
         language = self.config.language.split("-")[0] or None
         home = home_language(self.avatar.language, self.settings.languages)
 
@@ -240,7 +238,7 @@ class ConversationSession:
 
     async def end_of_utterance(self) -> None:
         """Push-to-talk release: the utterance ends now, whatever the VAD thinks."""
-        end = self._position()
+        end = self._audio.position
         if self._endpointer.in_speech:
             self._speech_end_wall = time.perf_counter()
             self._early_end = -1  # push-to-talk: everything up to now is the utterance
@@ -307,22 +305,10 @@ class ConversationSession:
 
     # -- endpointing ------------------------------------------------------------------------------
 
-    def _position(self) -> int:
-        return self._audio_base + len(self._audio)
-
-    def _trim(self, keep_from: int) -> None:
-        cut = keep_from - self._audio_base
-        if cut > 0:
-            self._audio = self._audio[cut:]
-            self._audio_base = keep_from
-
-    def _slice(self, start: int, end: int) -> npt.NDArray[np.float32]:
-        return self._audio[max(0, start - self._audio_base) : max(0, end - self._audio_base)].copy()
-
     async def _on_vad(self, event: VadEvent) -> None:
         ep = self._endpointer
         if event is VadEvent.SPEECH_STARTED:
-            self._utterance_start = max(self._audio_base, ep.speech_start_window * WINDOW - _PREROLL)
+            self._utterance_start = max(self._audio.base, ep.speech_start_window * WINDOW - _PREROLL)
             if self._echo.audible(time.perf_counter()):  # over the reply: a backchannel, or a new turn?
                 self._overlap = _Overlap(ep.speech_start_window * WINDOW, list(self._recent))
                 self._overlap.voiced = (ep.windows - ep.speech_start_window) * WINDOW
@@ -353,10 +339,10 @@ class ConversationSession:
         on, transcript and reply are under way (or ready) when the utterance is confirmed. Voice-to-first-
         audio counts from the end of the speech, not from noticing the pause."""
         ep = self._endpointer
-        self._speech_end_wall = self._arrival(ep.speech_end_window * WINDOW)
+        self._speech_end_wall = self._audio.arrival(ep.speech_end_window * WINDOW)
         end = ep.speech_end_window * WINDOW + _TAIL
         turn = Turn(self._next_turn_id, self._speech_end_wall, confirmed=False)
-        turn.samples = self._slice(self._utterance_start, end)
+        turn.samples = self._audio.slice(self._utterance_start, end)
         self._early = turn
         self._early_end = end
         self._start_turn(turn)
@@ -377,7 +363,7 @@ class ConversationSession:
             s.end_silence_ms,
             s.turn_incomplete_ms,
         )
-        audio = self._slice(max(self._utterance_start, end - turn_model.RATE * turn_model.SECONDS), end)
+        audio = self._audio.slice(max(self._utterance_start, end - turn_model.RATE * turn_model.SECONDS), end)
 
         async def judge() -> None:
             try:
@@ -435,7 +421,7 @@ class ConversationSession:
         log.info("session %s: backchannel %r over the reply", self.session_id, text)
         if self._endpointer.in_speech:
             self._endpointer.reset()
-        self._utterance_start = self._position()
+        self._utterance_start = self._audio.position
 
     async def _take_turn(self, overlap: _Overlap, why: str) -> None:
         """Speech over the reply that is not a backchannel: a turn of its own (and an interruption)."""
@@ -448,13 +434,6 @@ class ConversationSession:
             self._finish_utterance(overlap.ended)
         elif self._endpointer.paused:
             self._start_early_turn()
-
-    def _arrival(self, position: int) -> float:
-        """The wall time at which the stream's sample at `position` reached the server."""
-        for after, wall in self._arrivals:
-            if after > position:
-                return wall
-        return time.perf_counter()
 
     def _finish_utterance(self, end: int) -> None:
         early = self._early
@@ -470,7 +449,7 @@ class ConversationSession:
             turn_id = self._take_turn_id()
             self._emit(SpeechEnded(turn_id, end / STT_SAMPLE_RATE))
             turn = Turn(turn_id, self._speech_end_wall or time.perf_counter())
-            turn.samples = self._slice(self._utterance_start, end)
+            turn.samples = self._audio.slice(self._utterance_start, end)
             self._start_turn(turn)
         turn.timings.end_of_turn = max(0.0, time.perf_counter() - turn.speech_end_wall)
         verdict, self._verdict = self._verdict, None
@@ -519,10 +498,10 @@ class ConversationSession:
     def _emit_turn(self, turn: Turn, event: Event) -> None:
         if not turn.confirmed:
             turn.held.append(event)
+            if isinstance(event, TranscriptEvent) and turn is self._early and self._verdict is not None:
+                self._verdict.text = event.text  # the words of the speculative turn: do they end a sentence?
+                self._apply(self._verdict)
             return
-        if isinstance(event, TranscriptEvent) and turn is self._early and self._verdict is not None:
-            self._verdict.text = event.text  # the words of the speculative turn: do they end a sentence?
-            self._apply(self._verdict)
         if isinstance(event, AudioChunkEvent) and event.turn_id not in self._cancelled:
             now = time.perf_counter()
             if not turn.timings.voice_to_first_audio:

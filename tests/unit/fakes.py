@@ -65,9 +65,10 @@ class FakeTTS:
         return Speech(samples, rate, [PhonemeTiming("a", 0.1, 0.5), PhonemeTiming("m", 0.5, 0.7)])
 
 
-def fake_core(llm: object, settings: object = None) -> tuple[object, dict[str, object]]:
+def fake_core(llm: object, settings: object = None, **engines: object) -> tuple[object, dict[str, object]]:
     """A core with the real avatars and animator around `llm`, a fake STT and fake voices (Grace's engine
-    and espeak-ng's English and Ukrainian); and the avatars."""
+    and espeak-ng's English and Ukrainian), and any other `engines` given (`stt`, `vad`, `turn_model`); and
+    the avatars."""
     from avatar_server.core.engines import Engines
     from avatar_server.core.service import AvatarCore
     from avatar_server.engines.animator.portrait import PortraitAnimator
@@ -76,11 +77,12 @@ def fake_core(llm: object, settings: object = None) -> tuple[object, dict[str, o
 
     s = settings if isinstance(settings, Settings) else Settings()
     avatars = load_avatars(s.avatars_dir)
-    engines = Engines(
-        stt=FakeSTT(),
-        llm=llm,  # type: ignore[arg-type]
-        tts={"festival": FakeTTS("festival", ("en",)), "espeak": FakeTTS("espeak", ("en-us", "uk"))},
-        fallback_tts="espeak",
-        animator=PortraitAnimator(avatars, video_fps=25, video_size=128),
-    )
+    parts: dict[str, object] = {
+        "stt": FakeSTT(),
+        "llm": llm,
+        "tts": {"festival": FakeTTS("festival", ("en",)), "espeak": FakeTTS("espeak", ("en-us", "uk"))},
+        "fallback_tts": "espeak",
+        "animator": PortraitAnimator(avatars, video_fps=25, video_size=128),
+    }
+    engines = Engines(**{**parts, **engines})  # type: ignore[arg-type]
     return AvatarCore(s, engines, avatars), avatars  # type: ignore[return-value]

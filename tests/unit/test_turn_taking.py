@@ -37,6 +37,8 @@ def test_pause_verdict(known: dict[str, object], required: int | None) -> None:
 def test_hanging_words() -> None:
     assert hangs("I was wondering how much the") and hangs("My sister told me that") and hangs("and then...")
     assert not hangs("What is that?") and not hangs("Tell me about the Navy.") and not hangs("")
+    assert hangs("Could you tell me what?") and hangs("Is it the?") and not hangs("Where are you from?")
+    assert not hangs("So what?")
     assert hangs("Я хотів би запитати про") and not hangs("Хто ви?")
 
 
@@ -117,3 +119,77 @@ def test_echo_gate_silences_the_reply_but_not_the_person() -> None:
     echo.stop()  # interrupted: the listener no longer hears it
     assert not echo.audible(now + 1.0)
     assert np.array_equal(echo.gate(mic_echo, now + 0.08 + 0.8), mic_echo)
+
+
+class LoudnessVad:
+    """A stand-in for Silero: a 32 ms window is speech when it is loud."""
+
+    def __init__(self) -> None:
+        self.pending = np.zeros(0, np.float32)
+
+    def stream(self) -> LoudnessVad:
+        return self
+
+    def process(self, samples: np.ndarray) -> list[float]:
+        data = np.concatenate([self.pending, samples])
+        n = len(data) // 512
+        self.pending = data[n * 512 :]
+        return [0.95 if float(np.abs(w).max()) > 0.05 else 0.02 for w in data[: n * 512].reshape(-1, 512)]
+
+
+class ScriptedTurnModel:
+    """A fake turn model: returns its scripted probabilities, one per pause, in order."""
+
+    def __init__(self, *answers: float) -> None:
+        self.answers = list(answers)
+        self.calls = 0
+
+    def complete(self, samples: np.ndarray) -> float:
+        self.calls += 1
+        return self.answers.pop(0) if self.answers else 0.99
+
+
+async def converse(model: ScriptedTurnModel, heard: str, pieces: list[tuple[float, float]]) -> list[object]:
+    """Stream `pieces` ((seconds, amplitude): speech when loud) through a real session with a fake VAD, STT
+    and turn model, as fast as the session allows; return the events."""
+    import asyncio
+
+    from avatar_server.core.session import ConversationSession
+    from avatar_server.media.audio import to_pcm16
+    from avatar_server.values import SessionConfig
+    from tests.unit.fakes import FakeLLM, FakeSTT, fake_core
+
+    core, _ = fake_core(FakeLLM("Fine."), stt=FakeSTT(heard), vad=LoudnessVad(), turn_model=model)
+    session = ConversationSession(core, SessionConfig())  # type: ignore[arg-type]
+    t = np.arange(16000 * 3) / 16000
+    for seconds, amplitude in pieces:
+        samples = (amplitude * np.sin(2 * np.pi * 200 * t[: int(seconds * 16000)])).astype(np.float32)
+        for k in range(0, len(samples), 320):
+            await session.audio(to_pcm16(samples[k : k + 320]))
+            await asyncio.sleep(0.011)  # a little under 2x real time, the most a session accepts
+    await session.finish()
+    return [event async for event in session.stream()]
+
+
+@pytest.mark.parametrize(
+    ("answers", "heard", "turns"),
+    [
+        ((0.02, 0.9), "hello there", 1),  # incomplete at the first pause, complete at the second: one turn
+        ((0.9, 0.9), "hello there", 2),  # complete at both: the first pause (700 ms) ends a turn; the second
+        # utterance, over the reply to the first, is too long for a backchannel
+        ((0.9, 0.9), "I was wondering how much the", 1),  # the model says complete but the words hang
+    ],
+)
+async def test_session_ends_turns_by_the_verdict(answers: tuple[float, ...], heard: str, turns: int) -> None:
+    from avatar_server.core.events import SpeechEnded, TurnCompleted
+
+    model = ScriptedTurnModel(*answers)
+    events = await converse(model, heard, [(0.2, 0.0), (1.0, 0.3), (0.7, 0.0), (1.5, 0.3), (2.0, 0.0)])
+    assert len([e for e in events if isinstance(e, SpeechEnded)]) == turns, events
+    done = [e for e in events if isinstance(e, TurnCompleted)]
+    assert len(done) == turns and model.calls >= 2
+    probability = done[-1].timings.end_of_turn_probability  # type: ignore[attr-defined]
+    assert probability == pytest.approx(answers[-1] if turns == 1 or heard == "hello there" else 0.99)
+    # Streamed at about 2x real time: the 160 ms confirm is under 0.15 s of wall time, the 1500 ms wait 0.7 s.
+    waits = [e.timings.end_of_turn for e in done]  # type: ignore[attr-defined]
+    assert all(0 < w < 0.15 for w in waits) if heard == "hello there" else waits[0] > 0.6, waits
