@@ -13,8 +13,22 @@ Until the verdict can be made the longest wait holds; a failed model leaves `fal
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from avatar_server.engines.turn_model import SmartTurnModel
+from avatar_server.errors import AvatarError
+from avatar_server.settings import Settings
+
+log = logging.getLogger("avatar_server.converse")
+VERDICT_TIMEOUT = 1.0  # seconds the turn model may take before the fixed silence decides instead
 
 # Words a finished sentence rarely ends on: articles, conjunctions, prepositions, possessives, "what".
 _HANGING = frozenset(
@@ -77,3 +91,69 @@ class PauseVerdict:
         if hangs(self.text):
             return self.incomplete_ms
         return self.confirm_ms if self.probability >= self.threshold else self.fallback_ms
+
+
+class EndOfTurn:
+    """The verdicts of one live session, pause by pause: asks the turn model (through `run`, on its worker)
+    and takes the early turn's words; `on_required(ms)` gets the silence that ends the turn at the pause."""
+
+    def __init__(
+        self,
+        model: SmartTurnModel | None,
+        settings: Settings,
+        run: Callable[[Callable[[npt.NDArray[np.float32]], float], npt.NDArray[np.float32]], Awaitable[float]],
+        spawn: Callable[[Coroutine[Any, Any, None]], object],
+        on_required: Callable[[int], None],
+    ) -> None:
+        self.model = model
+        self._settings = settings
+        self._run = run
+        self._spawn = spawn
+        self._on_required = on_required
+        self.verdict: PauseVerdict | None = None  # what is known about the latest pause
+
+    def pause(self, audio: npt.NDArray[np.float32]) -> None:
+        """A pause after `audio` (the utterance so far, at most the model's 8 s): ask the model."""
+        self.verdict = None
+        model = self.model
+        if model is None:
+            return
+        s = self._settings
+        verdict = self.verdict = PauseVerdict(
+            s.turn_complete_threshold,
+            s.turn_unsure_threshold,
+            s.turn_confirm_ms,
+            s.end_silence_ms,
+            s.turn_incomplete_ms,
+        )
+
+        async def judge() -> None:
+            try:
+                verdict.probability = await asyncio.wait_for(self._run(model.complete, audio), VERDICT_TIMEOUT)
+            except (AvatarError, TimeoutError, RuntimeError) as exc:
+                log.warning("no end-of-turn verdict (%s); the fixed silence decides", exc)
+                verdict.failed = True
+            self._changed(verdict)
+
+        self._spawn(judge())
+
+    def words(self, text: str) -> None:
+        """The early turn's transcript at this pause."""
+        if self.verdict is not None:
+            self.verdict.text = text
+            self._changed(self.verdict)
+
+    def resumed(self) -> None:
+        self.verdict = None
+
+    def take(self) -> PauseVerdict | None:
+        """The verdict of the pause that ended the utterance (then forgotten)."""
+        verdict, self.verdict = self.verdict, None
+        return verdict
+
+    def _changed(self, verdict: PauseVerdict) -> None:
+        if verdict is not self.verdict:
+            return  # the person went on meanwhile: a later pause decides
+        required = verdict.required_ms()
+        if required is not None:
+            self._on_required(required)

@@ -22,7 +22,7 @@ import numpy.typing as npt
 
 from avatar_server.core import validation
 from avatar_server.core.audio_input import AudioInput
-from avatar_server.core.end_of_turn import PauseVerdict
+from avatar_server.core.end_of_turn import EndOfTurn
 from avatar_server.core.events import (
     AudioChunkEvent,
     BackchannelEvent,
@@ -50,7 +50,6 @@ _PREROLL = int(0.3 * STT_SAMPLE_RATE)  # audio kept before the detected speech s
 _TAIL = int(0.2 * STT_SAMPLE_RATE)  # audio kept after the detected speech end
 _BURST_SECONDS = 2.0  # audio a client may send ahead of real time at once (a buffered start)
 _FRAGMENT = 3 * STT_SAMPLE_RATE  # the most of a fragment over the reply that is transcribed
-_VERDICT_TIMEOUT = 1.0  # seconds the turn model may take before the fixed silence decides instead
 SHUTTING_DOWN = "The server is shutting down; reconnect shortly."
 
 
@@ -97,11 +96,17 @@ class ConversationSession:
         # the model does not know; until its verdict the longer wait holds.
         language = config.language.split("-")[0] or home_language(self.avatar.language, settings.languages)
         model = core.engines.turn_model
-        self._turn_model = model if model and not config.end_silence_ms and language in turn_model.LANGUAGES else None
-        end_ms = config.end_silence_ms or (settings.turn_incomplete_ms if self._turn_model else settings.end_silence_ms)
+        model = model if model and not config.end_silence_ms and language in turn_model.LANGUAGES else None
+        end_ms = config.end_silence_ms or (settings.turn_incomplete_ms if model else settings.end_silence_ms)
         self._endpointer = Endpointer(end_silence_ms=end_ms)
         self._pause = 0  # counts pauses and resumes: a verdict about an earlier pause is stale
-        self._verdict: PauseVerdict | None = None  # what is known about the latest pause
+        self._eot = EndOfTurn(
+            model,
+            settings,
+            lambda fn, audio: core.workers["turn"].run(fn, audio, priority=Priority.LIVE),
+            self._spawn,
+            self._end_after,
+        )
         self._echo = ReplyEcho(settings.echo_return_loss_db)
         self._reply: Turn | None = None  # the turn whose reply the listener hears (or heard last)
         self._overlap: _Overlap | None = None
@@ -324,7 +329,7 @@ class ConversationSession:
                 self._start_early_turn()
         elif event is VadEvent.RESUMED:
             self._pause += 1
-            self._verdict = None
+            self._eot.resumed()
             if self._overlap is None:
                 self._drop_early_turn()
         elif event is VadEvent.SPEECH_ENDED:
@@ -346,43 +351,15 @@ class ConversationSession:
         self._early = turn
         self._early_end = end
         self._start_turn(turn)
-        self._judge(ep.speech_end_window * WINDOW)
-
-    def _judge(self, end: int) -> None:
-        """Ask the turn model whether the utterance is complete at this pause; with the speculative turn's
-        transcript its verdict sets the silence that ends the turn (`end_of_turn.PauseVerdict`)."""
-        self._verdict = None
-        model = self._turn_model
-        if model is None:
-            return
-        s = self.settings
-        verdict = self._verdict = PauseVerdict(
-            s.turn_complete_threshold,
-            s.turn_unsure_threshold,
-            s.turn_confirm_ms,
-            s.end_silence_ms,
-            s.turn_incomplete_ms,
+        pause = ep.speech_end_window * WINDOW
+        self._eot.pause(
+            self._audio.slice(max(self._utterance_start, pause - turn_model.RATE * turn_model.SECONDS), pause)
         )
-        audio = self._audio.slice(max(self._utterance_start, end - turn_model.RATE * turn_model.SECONDS), end)
 
-        async def judge() -> None:
-            try:
-                job = self.core.workers["turn"].run(model.complete, audio, priority=Priority.LIVE)
-                verdict.probability = await asyncio.wait_for(job, _VERDICT_TIMEOUT)
-            except (AvatarError, TimeoutError, RuntimeError) as exc:
-                log.warning("session %s: no end-of-turn verdict (%s); the fixed silence decides", self.session_id, exc)
-                verdict.failed = True
-            self._apply(verdict)
-
-        self._spawn(judge())
-
-    def _apply(self, verdict: PauseVerdict) -> None:
-        """A verdict changed: set the silence this pause needs; end the utterance if it already lasted."""
-        if verdict is not self._verdict or self._closed:
-            return  # the person went on meanwhile: a later pause decides
-        required = verdict.required_ms()
+    def _end_after(self, silence_ms: int) -> None:
+        """The verdict at this pause: the turn ends after `silence_ms` of silence (now, if it already lasted)."""
         ep = self._endpointer
-        if required is not None and self._overlap is None and ep.require(required):
+        if not self._closed and self._overlap is None and ep.require(silence_ms):
             self._finish_utterance(ep.speech_end_window * WINDOW + _TAIL)
 
     def _classify(self, overlap: _Overlap) -> None:
@@ -452,7 +429,7 @@ class ConversationSession:
             turn.samples = self._audio.slice(self._utterance_start, end)
             self._start_turn(turn)
         turn.timings.end_of_turn = max(0.0, time.perf_counter() - turn.speech_end_wall)
-        verdict, self._verdict = self._verdict, None
+        verdict = self._eot.take()
         if verdict is not None and verdict.probability is not None:
             turn.timings.end_of_turn_probability = verdict.probability
         self._utterance_start = end
@@ -498,9 +475,8 @@ class ConversationSession:
     def _emit_turn(self, turn: Turn, event: Event) -> None:
         if not turn.confirmed:
             turn.held.append(event)
-            if isinstance(event, TranscriptEvent) and turn is self._early and self._verdict is not None:
-                self._verdict.text = event.text  # the words of the speculative turn: do they end a sentence?
-                self._apply(self._verdict)
+            if isinstance(event, TranscriptEvent) and turn is self._early:
+                self._eot.words(event.text)  # the words of the speculative turn: do they end a sentence?
             return
         if isinstance(event, AudioChunkEvent) and event.turn_id not in self._cancelled:
             now = time.perf_counter()
