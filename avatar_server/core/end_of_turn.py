@@ -84,10 +84,12 @@ class PauseVerdict:
             return self.fallback_ms
         if self.probability is None:
             return None
+        # Incomplete by its sound: the longest wait, whatever the words (Whisper writes a question mark on
+        # a cut-off statement too: "Had he married a more amiable woman he might have been made?").
         if self.probability < self.unsure:
             return self.incomplete_ms
         if self.text is None:
-            return None  # complete by its sound: the words decide (they arrive before the reply could)
+            return None  # complete by its sound: the words decide (they arrive before the reply could start)
         if hangs(self.text):
             return self.incomplete_ms
         return self.confirm_ms if self.probability >= self.threshold else self.fallback_ms

@@ -41,15 +41,15 @@ class ReplyEcho:
 
     def add(self, turn_id: str, samples: npt.NDArray[np.float32], rate: int, start: float, now: float) -> None:
         """A reply chunk went out at `now`; it plays at `start` seconds on its turn's clock."""
-        if turn_id != self._turn:
-            self._turn, self._blocks, self._anchor = turn_id, [], now + _LEAD
+        if turn_id != self._turn:  # a new reply: its own clock, from when its first chunk went out
+            self._turn, self._blocks, self._anchor, self._end = turn_id, [], now + _LEAD, 0.0
         step = max(1, rate // 50)
         first = round(start * 50)
         levels = [float(np.sqrt(np.mean(samples[k : k + step] ** 2))) for k in range(0, len(samples), step)]
         if len(self._blocks) < first:
             self._blocks.extend([0.0] * (first - len(self._blocks)))
         self._blocks[first : first + len(levels)] = levels
-        self._end = max(self._end if self._turn == turn_id else 0.0, start + len(samples) / rate)
+        self._end = max(self._end, start + len(samples) / rate)
 
     def stop(self) -> None:
         """The listener stopped hearing the reply (interrupted)."""

@@ -26,7 +26,10 @@ def verdict(**known: object) -> PauseVerdict:
         ({"probability": 0.9, "text": "Could you tell me what"}, 1500),  # the words hang
         ({"probability": 0.2, "text": "He was not an ill disposed young man."}, 400),  # unsure, words complete
         ({"probability": 0.01, "text": "And Mister John Dashwood had then leisure to consider how much"}, 1500),
-        ({"probability": 0.02}, 1500),  # incomplete: no need to wait for the words
+        ({"probability": 0.02}, 1500),  # incomplete: the longest wait until the words come
+        # Whisper writes "?" on cut-off statements too: the sound decides.
+        ({"probability": 0.02, "text": "Had he married a more amiable woman he might have been made?"}, 1500),
+        ({"probability": 0.9, "text": "Could you tell me what?"}, 1500),  # a question that hangs
         ({"failed": True}, 400),  # no model verdict: the fixed silence
     ],
 )
@@ -193,3 +196,11 @@ async def test_session_ends_turns_by_the_verdict(answers: tuple[float, ...], hea
     # Streamed at about 2x real time: the 160 ms confirm is under 0.15 s of wall time, the 1500 ms wait 0.7 s.
     waits = [e.timings.end_of_turn for e in done]  # type: ignore[attr-defined]
     assert all(0 < w < 0.15 for w in waits) if heard == "hello there" else waits[0] > 0.6, waits
+
+
+def test_a_shorter_reply_after_a_longer_one_ends_when_it_ends() -> None:
+    echo = ReplyEcho()
+    long_reply, short_reply = np.full(16000 * 8, 0.2, np.float32), np.full(16000, 0.2, np.float32)
+    echo.add("first", long_reply, 16000, 0.0, 0.0)
+    echo.add("second", short_reply, 16000, 0.0, 20.0)  # plays 20.08 s .. 21.08 s
+    assert echo.audible(21.0) and not echo.audible(21.5)
