@@ -11,11 +11,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import unicodedata
+from collections import deque
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+from avatar_server.errors import AvatarError
 
 _BLOCK = 320  # 20 ms at 16 kHz: the gate's resolution
 _LEAD = 0.08  # clients schedule a turn's first chunk this far ahead of its arrival
@@ -118,3 +125,85 @@ def is_backchannel(text: str) -> bool:
         return False
     words = _words(_NON_SPEECH.sub(" ", text))
     return len(words) <= _MAX_WORDS and not any(w in _TAKES_TURN for w in words)
+
+
+_FRAGMENT = 3 * 16000  # the most of a fragment that is transcribed
+
+
+@dataclass(eq=False)
+class Fragment:
+    """Speech that began while the listener heard the reply: a backchannel or a new turn, not yet known."""
+
+    start: int  # stream position of its start
+    heard: list[npt.NDArray[np.float32]]  # the microphone audio since just before it, the reply's echo gated out
+    voiced: int = 0  # samples of it heard as speech, pauses not counted
+    ended: int | None = None  # where it ended, once the endpointer said so before the verdict
+
+
+class OverReply:
+    """Judges speech over the reply. The session feeds it what the VAD heard; at the fragment's pause it is
+    transcribed (`transcribe`, on the STT worker) and `on_backchannel(fragment, text)` or
+    `on_turn(fragment, why)` is called; a fragment longer than `max_voiced` samples takes the turn at once."""
+
+    def __init__(
+        self,
+        max_voiced: int,
+        transcribe: Callable[[npt.NDArray[np.float32]], Awaitable[str]],
+        spawn: Callable[[Coroutine[Any, Any, None]], object],
+        on_backchannel: Callable[[Fragment, str], None],
+        on_turn: Callable[[Fragment, str], Awaitable[None]],
+    ) -> None:
+        self.fragment: Fragment | None = None
+        self._max_voiced = max_voiced
+        self._transcribe = transcribe
+        self._spawn = spawn
+        self._on_backchannel = on_backchannel
+        self._on_turn = on_turn
+        self._recent: deque[npt.NDArray[np.float32]] = deque(maxlen=16)  # the last chunks the VAD heard
+        self._pauses = 0  # pauses and resumes seen: a verdict about an earlier pause is stale
+
+    def hear(self, chunk: npt.NDArray[np.float32]) -> None:
+        self._recent.append(chunk)
+        if self.fragment is not None:
+            self.fragment.heard.append(chunk)
+
+    def begin(self, start: int, voiced: int) -> None:
+        self.fragment = Fragment(start, list(self._recent), voiced)
+
+    def take(self) -> Fragment | None:
+        """The fragment, judged now (by the caller): no verdict about it follows."""
+        fragment, self.fragment = self.fragment, None
+        return fragment
+
+    async def voiced(self, samples: int) -> None:
+        fragment = self.fragment
+        if fragment is not None:
+            fragment.voiced += samples
+            if fragment.voiced > self._max_voiced:
+                self.fragment = None
+                await self._on_turn(fragment, "longer than a backchannel")
+
+    def resumed(self) -> None:
+        self._pauses += 1
+
+    def paused(self) -> None:
+        """A pause: transcribe the fragment so far; if the person goes on, a later pause or its length decides."""
+        self._pauses += 1
+        fragment, pause = self.fragment, self._pauses
+        if fragment is None:
+            return
+        audio = np.concatenate(fragment.heard)[-_FRAGMENT:]  # without the reply's echo: only the person
+
+        async def judge() -> None:
+            text: str | None = None
+            with contextlib.suppress(AvatarError, RuntimeError):  # unheard: it takes the turn
+                text = (await self._transcribe(audio)).strip()
+            if self.fragment is not fragment or pause != self._pauses:
+                return
+            self.fragment = None
+            if text is not None and is_backchannel(text):
+                self._on_backchannel(fragment, text)
+            else:
+                await self._on_turn(fragment, f"heard {text!r}")
+
+        self._spawn(judge())

@@ -13,9 +13,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections import deque
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -33,7 +31,7 @@ from avatar_server.core.events import (
     TranscriptEvent,
     TurnCompleted,
 )
-from avatar_server.core.overlap import ReplyEcho, is_backchannel
+from avatar_server.core.overlap import Fragment, OverReply, ReplyEcho
 from avatar_server.core.service import AvatarCore
 from avatar_server.core.stream_audio import StreamAudio
 from avatar_server.core.turn_state import Turn, TurnPlan
@@ -49,18 +47,7 @@ log = logging.getLogger("avatar_server.converse")
 _PREROLL = int(0.3 * STT_SAMPLE_RATE)  # audio kept before the detected speech start
 _TAIL = int(0.2 * STT_SAMPLE_RATE)  # audio kept after the detected speech end
 _BURST_SECONDS = 2.0  # audio a client may send ahead of real time at once (a buffered start)
-_FRAGMENT = 3 * STT_SAMPLE_RATE  # the most of a fragment over the reply that is transcribed
 SHUTTING_DOWN = "The server is shutting down; reconnect shortly."
-
-
-@dataclass(eq=False)
-class _Overlap:
-    """Speech that began while the listener heard the reply: a backchannel or a new turn, not yet known."""
-
-    start: int  # stream position of its start
-    heard: list[npt.NDArray[np.float32]]  # the microphone audio since just before it, the reply's echo gated out
-    ended: int | None = None  # where it ended, once the endpointer says so before the verdict
-    voiced: int = 0  # samples of it heard as speech, pauses not counted
 
 
 class ConversationSession:
@@ -99,7 +86,6 @@ class ConversationSession:
         model = model if model and not config.end_silence_ms and language in turn_model.LANGUAGES else None
         end_ms = config.end_silence_ms or (settings.turn_incomplete_ms if model else settings.end_silence_ms)
         self._endpointer = Endpointer(end_silence_ms=end_ms)
-        self._pause = 0  # counts pauses and resumes: a verdict about an earlier pause is stale
         self._eot = EndOfTurn(
             model,
             settings,
@@ -109,8 +95,13 @@ class ConversationSession:
         )
         self._echo = ReplyEcho(settings.echo_return_loss_db)
         self._reply: Turn | None = None  # the turn whose reply the listener hears (or heard last)
-        self._overlap: _Overlap | None = None
-        self._recent: deque[npt.NDArray[np.float32]] = deque(maxlen=16)  # the last chunks the VAD heard
+        self._over = OverReply(
+            int(settings.backchannel_max_ms * STT_SAMPLE_RATE / 1000),
+            self._transcribe_fragment,
+            self._spawn,
+            self._backchannel,
+            self._take_turn,
+        )
         self._audio = StreamAudio()
         self._utterance_start = 0
         self._next_turn_id = uuid.uuid4().hex
@@ -125,7 +116,6 @@ class ConversationSession:
         self._closed = False
         self._partial: asyncio.Task[None] | None = None
         self._partial_at = 0
-        self._backchannel_max = int(settings.backchannel_max_ms * STT_SAMPLE_RATE / 1000)
 
     # -- what the transport reads -----------------------------------------------------------------
 
@@ -168,20 +158,15 @@ class ConversationSession:
             )
         self._audio.append(samples, now)
         heard = self._echo.gate(samples, now)  # the avatar's own voice in the microphone is not the person
-        self._recent.append(heard)
-        if self._overlap is not None:
-            self._overlap.heard.append(heard)
+        self._over.hear(heard)
         probs = await self.core.workers["vad"].run(self._vad.process, heard, priority=Priority.LIVE)
         ep = self._endpointer
         for prob in probs:
             event = ep.push(prob)
             if event is not None:
                 await self._on_vad(event)
-            overlap = self._overlap
-            if overlap is not None and ep.in_speech and not ep.paused:
-                overlap.voiced += WINDOW
-                if overlap.voiced > self._backchannel_max:
-                    await self._take_turn(overlap, "longer than a backchannel")
+            if ep.in_speech and not ep.paused:
+                await self._over.voiced(WINDOW)  # speech over the reply too long for a backchannel: a turn
         if not self._endpointer.in_speech and self._audio.kept > 2 * _PREROLL:
             self._audio.trim(self._audio.position - _PREROLL)
         limit = int(s.max_audio_seconds * STT_SAMPLE_RATE)
@@ -315,27 +300,24 @@ class ConversationSession:
         if event is VadEvent.SPEECH_STARTED:
             self._utterance_start = max(self._audio.base, ep.speech_start_window * WINDOW - _PREROLL)
             if self._echo.audible(time.perf_counter()):  # over the reply: a backchannel, or a new turn?
-                self._overlap = _Overlap(ep.speech_start_window * WINDOW, list(self._recent))
-                self._overlap.voiced = (ep.windows - ep.speech_start_window) * WINDOW
+                self._over.begin(ep.speech_start_window * WINDOW, (ep.windows - ep.speech_start_window) * WINDOW)
                 return
             self._emit(SpeechStarted(self._next_turn_id, ep.speech_start_window * WINDOW / STT_SAMPLE_RATE))
             if self.config.barge_in and self._current is not None:
                 await self.interrupt()
         elif event is VadEvent.PAUSE:
-            self._pause += 1
-            if self._overlap is not None:
-                self._classify(self._overlap)
-            else:
+            self._over.paused()  # speech over the reply: judged at its pause
+            if self._over.fragment is None:
                 self._start_early_turn()
         elif event is VadEvent.RESUMED:
-            self._pause += 1
+            self._over.resumed()
             self._eot.resumed()
-            if self._overlap is None:
+            if self._over.fragment is None:
                 self._drop_early_turn()
         elif event is VadEvent.SPEECH_ENDED:
             end = ep.speech_end_window * WINDOW + _TAIL
-            if self._overlap is not None:
-                self._overlap.ended = end  # its verdict finishes it
+            if self._over.fragment is not None:
+                self._over.fragment.ended = end  # its verdict finishes it
             else:
                 self._finish_utterance(end)
 
@@ -359,39 +341,22 @@ class ConversationSession:
     def _end_after(self, silence_ms: int) -> None:
         """The verdict at this pause: the turn ends after `silence_ms` of silence (now, if it already lasted)."""
         ep = self._endpointer
-        if not self._closed and self._overlap is None and ep.require(silence_ms):
+        if not self._closed and self._over.fragment is None and ep.require(silence_ms):
             self._finish_utterance(ep.speech_end_window * WINDOW + _TAIL)
 
-    def _classify(self, overlap: _Overlap) -> None:
-        """A pause in speech over the reply: transcribe the fragment; a backchannel lets the reply go on."""
-        pause = self._pause
-        audio = np.concatenate(overlap.heard)[-_FRAGMENT:]  # without the reply's echo: only the person
-        home = home_language(self.avatar.language, self.settings.languages)
+    async def _transcribe_fragment(self, audio: npt.NDArray[np.float32]) -> str:
+        stt = self.core.engines.stt
+        transcript = await self.core.workers["stt"].run(
+            stt.transcribe,
+            audio,
+            language=self.config.language.split("-")[0] or None,
+            fallback=home_language(self.avatar.language, self.settings.languages),
+            priority=Priority.LIVE,
+            compute=stt.capabilities.local,
+        )
+        return transcript.text
 
-        async def classify() -> None:
-            stt = self.core.engines.stt
-            text: str | None = None
-            with contextlib.suppress(AvatarError, RuntimeError):  # unheard: it takes the turn
-                transcript = await self.core.workers["stt"].run(
-                    stt.transcribe,
-                    audio,
-                    language=self.config.language.split("-")[0] or None,
-                    fallback=home,
-                    priority=Priority.LIVE,
-                    compute=stt.capabilities.local,
-                )
-                text = transcript.text.strip()
-            if self._overlap is not overlap or pause != self._pause:
-                return  # the person went on: a later pause, or the length, decides
-            if text is not None and is_backchannel(text):
-                self._backchannel(overlap, text)
-            else:
-                await self._take_turn(overlap, f"heard {text!r}")
-
-        self._spawn(classify())
-
-    def _backchannel(self, overlap: _Overlap, text: str) -> None:
-        self._overlap = None
+    def _backchannel(self, overlap: Fragment, text: str) -> None:
         end = overlap.ended or self._endpointer.speech_end_window * WINDOW + _TAIL
         reply = self._reply.id if self._reply is not None else ""
         self._emit(BackchannelEvent(reply, overlap.start / STT_SAMPLE_RATE, end / STT_SAMPLE_RATE, text))
@@ -400,10 +365,9 @@ class ConversationSession:
             self._endpointer.reset()
         self._utterance_start = self._audio.position
 
-    async def _take_turn(self, overlap: _Overlap, why: str) -> None:
+    async def _take_turn(self, overlap: Fragment, why: str) -> None:
         """Speech over the reply that is not a backchannel: a turn of its own (and an interruption)."""
         log.info("session %s: speech over the reply takes the turn (%s)", self.session_id, why)
-        self._overlap = None
         self._emit(SpeechStarted(self._next_turn_id, overlap.start / STT_SAMPLE_RATE))
         if self.config.barge_in:
             await self.interrupt()
