@@ -6,7 +6,7 @@
   the VAD gets silence for it. Browsers cancel most echo; this catches what leaks through.
 - `is_backchannel` judges the transcript of a short fragment: listener sounds and acknowledgements
   ("mm-hm", "yeah", "okay", "right", a laugh, a cough) do not take the turn; a question, a word that
-  stops or objects, or more than a few words do.
+  stops or objects do.
 """
 
 from __future__ import annotations
@@ -109,7 +109,6 @@ _TAKES_TURN = frozenset(
     }
 )  # fmt: skip
 _NON_SPEECH = re.compile(r"[\[(*♪][^\])*♪]*[\])*♪]")  # "[laughs]", "(coughing)", "*cough*", "♪"
-_MAX_WORDS = 4
 
 
 def _words(text: str) -> list[str]:
@@ -118,13 +117,14 @@ def _words(text: str) -> list[str]:
 
 
 def is_backchannel(text: str) -> bool:
-    """A short fragment the listener said while the avatar spoke: True if it only acknowledges or is no
-    speech at all (a hum, a cough, a laugh), False if it takes the turn: a question, a word that stops or
-    objects ("wait", "no", "sorry", "what"), or more than a few words."""
+    """A short fragment (under a second of speech: longer ones take the turn anyway) the listener said while
+    the avatar spoke: True if it only acknowledges or is no speech at all (a hum, a cough, a laugh), False if
+    it takes the turn: a question, or a word that stops or objects ("wait", "no", "sorry", "what"). The
+    number of words does not count: on a hum Whisper may loop ("MMA change MMA changed MMA changes")."""
     if "?" in text:
         return False
     words = _words(_NON_SPEECH.sub(" ", text))
-    return len(words) <= _MAX_WORDS and not any(w in _TAKES_TURN for w in words)
+    return not any(w in _TAKES_TURN for w in words)
 
 
 _FRAGMENT = 3 * 16000  # the most of a fragment that is transcribed

@@ -36,6 +36,8 @@ async def test_a_pause_inside_a_sentence_does_not_end_the_turn(
 
     async def script(p: Person) -> None:
         for clip in mid_clips:
+            while p.playing():  # a person waits for the avatar to finish
+                await _sleep(0.1)
             before = len([s for s in p.seen if s.kind == "speech_ended"])
             p.say(clip.samples)
             p.say(np.zeros(int(2.2 * turn_set.RATE), np.float32))  # longer than the longest wait

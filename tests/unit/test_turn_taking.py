@@ -92,6 +92,7 @@ def test_a_late_verdict_ends_the_utterance_at_once() -> None:
         ("(coughing)", True),
         ("", True),
         ("MMA-CAM", True),  # Whisper's spelling of a synthetic "mm-hm"
+        ("MMA change MMA changed MMA changes MMA changing MMA", True),  # and its loop on one
         ("Ага.", True),
         ("Wait, stop.", False),
         ("No, I meant the other one.", False),
