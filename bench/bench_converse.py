@@ -36,16 +36,14 @@ from avatar_client.converse import StreamClock, paced_requests  # noqa: E402
 from avatar_server.media.audio import decode_audio, to_pcm16  # noqa: E402
 from bench.bench_interact import make_clips, pct  # noqa: E402
 from tests.conftest import start_server, stop_server  # noqa: E402
+from tests.turn_set import speech_bounds  # noqa: E402
 
 LEAD = 0.5  # silence before the speech, as a person draws breath
 
 
 def speech_end_seconds(x: np.ndarray, rate: int = 16000) -> float:
     """The end of the last voiced 20 ms frame (energy above -40 dBFS)."""
-    hop = rate // 50
-    frames = x[: len(x) // hop * hop].reshape(-1, hop)
-    loud = np.nonzero(20 * np.log10(np.sqrt((frames**2).mean(axis=1)) + 1e-9) > -40)[0]
-    return float((loud[-1] + 1) * hop / rate) if len(loud) else 0.0
+    return speech_bounds(x, rate)[1]
 
 
 async def converse_once(target: str, name: str, wav: bytes) -> dict[str, object]:

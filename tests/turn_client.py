@@ -21,7 +21,7 @@ import numpy.typing as npt
 from avatar.v1 import avatar_pb2 as pb
 from avatar.v1 import avatar_pb2_grpc as pb_grpc
 
-from avatar_server.media.audio import to_pcm16
+from avatar_server.media.audio import resample, to_pcm16
 
 RATE = 16000
 CHUNK = RATE // 50
@@ -87,9 +87,6 @@ class Person:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), 0.1)
 
-    def idle(self) -> bool:
-        return not self._speech
-
     async def spoken(self) -> None:
         """Wait until everything queued with `say` has been sent."""
         while self._speech:  # noqa: ASYNC110 - the microphone loop empties it at real-time pace
@@ -153,9 +150,7 @@ class Person:
             anchor = self._anchors.setdefault(ev.turn_id, now + LEAD)
             chunk = ev.audio_chunk
             x = np.frombuffer(chunk.pcm, dtype="<i2").astype(np.float32) / 32768.0
-            if chunk.sample_rate_hertz != RATE:
-                t = np.arange(int(len(x) * RATE / chunk.sample_rate_hertz)) / RATE
-                x = np.interp(t, np.arange(len(x)) / chunk.sample_rate_hertz, x).astype(np.float32)
+            x = resample(x, chunk.sample_rate_hertz, RATE)
             start = max(int((anchor + chunk.start_seconds - self.started) * RATE), int((now - self.started) * RATE))
             if len(self._playback) < start + len(x):
                 self._playback = np.concatenate(

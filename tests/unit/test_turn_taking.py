@@ -205,3 +205,26 @@ def test_a_shorter_reply_after_a_longer_one_ends_when_it_ends() -> None:
     echo.add("first", long_reply, 16000, 0.0, 0.0)
     echo.add("second", short_reply, 16000, 0.0, 20.0)  # plays 20.08 s .. 21.08 s
     assert echo.audible(21.0) and not echo.audible(21.5)
+
+
+def test_turn_model_features_match_the_reference_that_ships_with_it() -> None:
+    """Our features (faster-whisper's extractor, waveform-normalized, left-padded to 8 s) are the model's
+    input as pipecat's own numpy implementation in the same wheel computes it; the model file is pinned."""
+    import importlib.util
+
+    from avatar_server import models
+    from avatar_server.engines.turn_model import SmartTurnModel
+
+    path = models.smart_turn()
+    spec = importlib.util.spec_from_file_location("smart_turn_features", path.parents[1] / "_whisper_features.py")
+    assert spec is not None and spec.loader is not None
+    reference = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(reference)  # numpy only: pipecat's framework is not imported
+    model = SmartTurnModel(path)
+    t = np.arange(16000 * 3) / 16000
+    speech = (0.2 * np.sin(2 * np.pi * 180 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32)
+    padded = np.concatenate([np.zeros(16000 * 5, np.float32), speech])
+    ours = model.features(speech)
+    assert ours.shape == (80, 800)
+    assert np.abs(ours - reference.compute_whisper_log_mel_features(padded)).max() < 1e-4
+    assert 0.0 <= model.complete(speech) <= 1.0
