@@ -97,7 +97,7 @@ class ConversationSession:
         self._reply: Turn | None = None  # the turn whose reply the listener hears (or heard last)
         self._over = OverReply(
             int(settings.backchannel_max_ms * STT_SAMPLE_RATE / 1000),
-            self._transcribe_fragment,
+            self._transcribe,
             self._spawn,
             self._backchannel,
             self._take_turn,
@@ -185,21 +185,10 @@ class ConversationSession:
         self._partial_at = position
         turn_id = self._next_turn_id
         audio = self._audio.slice(self._utterance_start, position)
-        language = self.config.language.split("-")[0] or None
-        home = home_language(self.avatar.language, self.settings.languages)
 
         async def partial() -> None:
-            stt = self.core.engines.stt
             with contextlib.suppress(Exception):  # a partial is a hint; the final transcript reports errors
-                transcript = await self.core.workers["stt"].run(
-                    stt.transcribe,
-                    audio,
-                    language=language,
-                    fallback=home,
-                    priority=Priority.LIVE,
-                    compute=stt.capabilities.local,
-                )
-                text = transcript.text.strip()
+                text = (await self._transcribe(audio)).strip()
                 if text and self._next_turn_id == turn_id:  # the utterance has not ended meanwhile
                     self._emit(TranscriptEvent(turn_id, text, False))
 
@@ -344,7 +333,8 @@ class ConversationSession:
         if not self._closed and self._over.fragment is None and ep.require(silence_ms):
             self._finish_utterance(ep.speech_end_window * WINDOW + _TAIL)
 
-    async def _transcribe_fragment(self, audio: npt.NDArray[np.float32]) -> str:
+    async def _transcribe(self, audio: npt.NDArray[np.float32]) -> str:
+        """Speech-to-text of part of the stream (a partial transcript, a fragment over the reply), live."""
         stt = self.core.engines.stt
         transcript = await self.core.workers["stt"].run(
             stt.transcribe,
