@@ -25,6 +25,7 @@ from avatar_server.engines import factory
 from avatar_server.engines.vad import SileroModel
 from avatar_server.personas import load_avatars
 from avatar_server.settings import Settings
+from avatar_server.transport import security
 from avatar_server.transport.grpc_service import AvatarService
 
 log = logging.getLogger(__name__)
@@ -96,21 +97,27 @@ async def _return_free_memory(every: float = 10.0) -> None:
 
 
 async def serve(settings: Settings) -> None:
+    # Refused before anything listens or loads: keys off loopback, TLS files that exist and pair up.
+    security.check_exposure(settings)
+    credentials = security.server_credentials(settings)
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-        ]
+        ],
+        interceptors=security.interceptors(settings),
     )
     service = AvatarService()
     pb_grpc.add_AvatarServiceServicer_to_server(service, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
-    )
+    if security.reflection_enabled(settings):
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME), server
+        )
     address = f"{settings.host}:{settings.port}"
-    port = server.add_insecure_port(address)
+    secure = credentials is not None  # with TLS, plaintext is not served at all
+    port = server.add_secure_port(address, credentials) if secure else server.add_insecure_port(address)
     if port == 0:
         raise RuntimeError(f"cannot listen on {address}")
 
@@ -122,7 +129,7 @@ async def serve(settings: Settings) -> None:
     # Listen first, NOT_SERVING while engines load: orchestrators see the process alive but not ready.
     await set_health(False)
     await server.start()
-    log.info("listening on %s:%d, loading engines", settings.host, port)
+    log.info("listening on %s:%d (%s), loading engines", settings.host, port, security.describe(settings))
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

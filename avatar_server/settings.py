@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -23,7 +23,10 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 class Settings(BaseSettings):
     """Everything an operator can set. Environment variables win over the config file."""
 
-    model_config = SettingsConfigDict(env_prefix="AVATAR_", extra="forbid", populate_by_name=True)
+    # hide_input_in_errors: a mistyped or misplaced setting must not print its value (it may be a key).
+    model_config = SettingsConfigDict(
+        env_prefix="AVATAR_", extra="forbid", populate_by_name=True, hide_input_in_errors=True
+    )
 
     config_file: Path | None = Field(default=None, description="YAML or TOML file with these settings")
     host: str = "127.0.0.1"
@@ -31,6 +34,18 @@ class Settings(BaseSettings):
     # SIGTERM: health NOT_SERVING and no new work at once; running turns get this long to finish, then live
     # sessions receive a final event and the process exits (within about 2 s more). A second SIGTERM exits at once.
     grace_seconds: float = 10.0
+
+    # Security (README "Keys and TLS for gRPC"). Accepted API keys, comma-separated in the environment: each a
+    # key or `sha256:<64 hex>` of one; callers send `authorization: Bearer <key>`. None: no check (loopback
+    # only; another host needs keys or allow_insecure=true, else the server refuses to start).
+    api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = ()
+    allow_insecure: bool = False
+    # PEM files: certificate chain and key (both: TLS only, no plaintext); a client CA: mutual TLS.
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_client_ca_file: Path | None = None
+    # gRPC server reflection. Unset: on when the host is loopback. With api_keys it needs a key too.
+    reflection: bool | None = None
 
     # Engines, chosen by name.
     stt_engine: str = "faster-whisper"
@@ -71,14 +86,14 @@ class Settings(BaseSettings):
 
     # Cloud backends (documented HTTP APIs) and the organisation's OpenAI-compatible LLM service.
     openai_base_url: str = "https://api.openai.com/v1"
-    openai_api_key: str = ""
+    openai_api_key: SecretStr = SecretStr("")
     openai_stt_model: str = "whisper-1"
     llm_base_url: str = "http://127.0.0.1:8001/v1"
     llm_model: str = ""
-    llm_api_key: str = ""
+    llm_api_key: SecretStr = SecretStr("")
     http_timeout_seconds: float = 30.0
     http_retries: int = 3
-    elevenlabs_api_key: str = ""
+    elevenlabs_api_key: SecretStr = SecretStr("")
     elevenlabs_base_url: str = "https://api.elevenlabs.io"
     elevenlabs_voice_id: str = ""
     elevenlabs_model_id: str = "eleven_multilingual_v2"
@@ -172,9 +187,30 @@ class Settings(BaseSettings):
     max_audio_seconds: float = 120.0
     max_text_chars: int = 2000
 
+    # Input hardening. Session ids are issued by the server and bound to the caller's key with an HMAC under
+    # this secret; unset: a random one per process (issued ids then do not survive a restart, nor are they
+    # shared between replicas: give every replica the same secret).
+    session_secret: SecretStr = SecretStr("")
+
     # Video.
     video_fps: int = 25
     video_size: int = 384
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _key_list(cls, value: Any) -> Any:
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, list | tuple):
+            keys = [v.get_secret_value() if isinstance(v, SecretStr) else str(v) for v in value]
+            keys = [k.strip() for k in keys if k.strip()]
+            for i, key in enumerate(keys, 1):  # the message never quotes an entry: it may be a key
+                if key.startswith("sha256:") and not _is_sha256_hex(key[7:]):
+                    raise ValueError(f"api_keys entry {i} starts with 'sha256:' but is not 64 hex digits after it")
+            return tuple(SecretStr(k) for k in dict.fromkeys(keys))
+        return value
 
     @field_validator("languages", mode="before")
     @classmethod
@@ -206,6 +242,10 @@ class Settings(BaseSettings):
             else:
                 sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=path))
         return tuple(sources)
+
+
+def _is_sha256_hex(text: str) -> bool:
+    return len(text) == 64 and all(c in "0123456789abcdefABCDEF" for c in text)
 
 
 def _config_path(*sources: PydanticBaseSettingsSource) -> Path | None:

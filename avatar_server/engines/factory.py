@@ -59,10 +59,10 @@ def build_stt(settings: Settings) -> SpeechToText:
     if settings.stt_engine == "openai":
         from avatar_server.engines.stt.openai import OpenAITranscriptionSTT
 
-        _require(settings.openai_api_key, "AVATAR_OPENAI_API_KEY", "the openai STT engine")
+        _require(settings.openai_api_key.get_secret_value(), "AVATAR_OPENAI_API_KEY", "the openai STT engine")
         return OpenAITranscriptionSTT(
             base_url=settings.openai_base_url,
-            api_key=settings.openai_api_key,
+            api_key=settings.openai_api_key.get_secret_value(),
             model=settings.openai_stt_model,
             timeout=settings.http_timeout_seconds,
             retries=settings.http_retries,
@@ -91,7 +91,7 @@ def build_llm(settings: Settings) -> ChatModel:
         return OpenAICompatibleChat(
             base_url=settings.llm_base_url,
             model=settings.llm_model,
-            api_key=settings.llm_api_key,
+            api_key=settings.llm_api_key.get_secret_value(),
             timeout=settings.http_timeout_seconds,
             retries=settings.http_retries,
             seed=settings.llm_seed,
@@ -154,10 +154,12 @@ def build_tts(name: str, settings: Settings | None = None) -> TextToSpeech:
     if name == "elevenlabs":
         from avatar_server.engines.tts.elevenlabs import ElevenLabsTTS
 
-        _require(settings.elevenlabs_api_key, "AVATAR_ELEVENLABS_API_KEY", "the elevenlabs TTS engine")
+        _require(
+            settings.elevenlabs_api_key.get_secret_value(), "AVATAR_ELEVENLABS_API_KEY", "the elevenlabs TTS engine"
+        )
         _require(settings.elevenlabs_voice_id, "AVATAR_ELEVENLABS_VOICE_ID", "the elevenlabs TTS engine")
         return ElevenLabsTTS(
-            api_key=settings.elevenlabs_api_key,
+            api_key=settings.elevenlabs_api_key.get_secret_value(),
             voice_id=settings.elevenlabs_voice_id,
             model_id=settings.elevenlabs_model_id,
             base_url=settings.elevenlabs_base_url,

@@ -8,6 +8,8 @@ embedded phoneme/audio driver.
 from __future__ import annotations
 
 import logging
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -23,6 +25,22 @@ from avatar_server.personas import Avatar
 from avatar_server.values import Speech, Track
 
 log = logging.getLogger(__name__)
+
+# What SadTalker's process may see of ours: the path, locale, home and temp folder, Python's own paths, the
+# GPU runtime's variables and thread counts. Nothing else (API keys, the AVATAR_ settings, cloud credentials).
+_PASSED = re.compile(
+    r"PATH|HOME|USER|LOGNAME|TZ|TMPDIR|TEMP|TMP|LANG|LANGUAGE|LC_\w+|LD_LIBRARY_PATH|PYTHONPATH|PYTHONHOME"
+    r"|PYTHONIOENCODING|VIRTUAL_ENV|CONDA_PREFIX|CUDA_\w+|NVIDIA_\w+|PYTORCH_CUDA_ALLOC_CONF|TORCH_HOME"
+    r"|OMP_NUM_THREADS|MKL_NUM_THREADS|OPENBLAS_NUM_THREADS|XDG_CACHE_HOME"
+)
+_SECRET = re.compile(r"KEY|SECRET|TOKEN|PASSW|CREDENTIAL|AUTH", re.IGNORECASE)
+
+
+def scrubbed_env(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for a SadTalker job: only the variables it needs, never a secret (a name that looks
+    like one is dropped even where the pattern above would pass it)."""
+    source = os.environ if environ is None else environ
+    return {k: v for k, v in source.items() if _PASSED.fullmatch(k) and not _SECRET.search(k)}
 
 
 @dataclass(frozen=True)
@@ -83,6 +101,7 @@ class SadTalkerRunner:
                 done = subprocess.run(
                     self.command(audio, source, results),
                     cwd=self.options.repo_dir,
+                    env=scrubbed_env(),
                     capture_output=True,
                     text=True,
                     timeout=self.options.timeout_seconds,

@@ -1,10 +1,14 @@
-"""`avatar` command line: `avatar interact --audio q.wav --out DIR`, `avatar capabilities`."""
+"""`avatar` command line: `avatar interact --audio q.wav --out DIR`, `avatar capabilities`, `avatar health`.
+
+Connection flags come before the command: `avatar --target HOST:PORT --api-key KEY --ca-file ca.pem health`
+(the key and files also from AVATAR_API_KEY, AVATAR_GRPC_CA_FILE, AVATAR_GRPC_CERT_FILE, AVATAR_GRPC_KEY_FILE)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -14,6 +18,18 @@ from avatar.v1 import avatar_pb2 as pb
 from google.protobuf.json_format import MessageToDict
 
 from avatar_client.client import AvatarClient, mime_type_for
+
+
+def _client(args: argparse.Namespace) -> AvatarClient:
+    """A client with the key and TLS files from the command line (or their environment variables)."""
+    return AvatarClient(
+        args.target,
+        api_key=args.api_key or None,
+        ca_file=args.ca_file or None,
+        cert_file=args.cert_file or None,
+        key_file=args.key_file or None,
+        server_name=args.server_name or None,
+    )
 
 
 def _write_outputs(resp: pb.InteractResponse, out: Path) -> list[Path]:
@@ -54,7 +70,7 @@ def _interact(args: argparse.Namespace) -> int:
         kwargs["mime_type"] = args.mime_type or mime_type_for(path, args.pcm_rate)
     else:
         kwargs["text"] = args.text
-    with AvatarClient(args.target) as client:
+    with _client(args) as client:
         resp = client.interact(timeout=args.timeout, **kwargs)
     t = resp.timings
     print(f"transcription: {resp.transcription}")
@@ -129,7 +145,15 @@ async def _converse_async(args: argparse.Namespace) -> int:
         interim_results=args.interim,
     )
     clock = StreamClock()
-    async with AsyncAvatarClient(args.target) as client:
+    aio_client = AsyncAvatarClient(
+        args.target,
+        api_key=args.api_key or None,
+        ca_file=args.ca_file or None,
+        cert_file=args.cert_file or None,
+        key_file=args.key_file or None,
+        server_name=args.server_name or None,
+    )
+    async with aio_client as client:
         async for event in client.converse(paced_requests(config, pcm.tobytes(), rate, clock=clock)):
             kind = event.WhichOneof("event")
             print(f"{time.perf_counter() - clock.started:7.3f}s  {event.turn_id[:8]}  {kind:17s} {_describe(event)}")
@@ -141,15 +165,43 @@ def _converse(args: argparse.Namespace) -> int:
 
 
 def _capabilities(args: argparse.Namespace) -> int:
-    with AvatarClient(args.target) as client:
+    with _client(args) as client:
         caps = client.capabilities()
     print(json.dumps(MessageToDict(caps, preserving_proto_field_name=True), indent=2, ensure_ascii=False))
     return 0
 
 
+def _health(args: argparse.Namespace) -> int:
+    """Exit 0 when AvatarService is SERVING, 1 otherwise (the container health check)."""
+    with _client(args) as client:
+        try:
+            status = client.health(timeout=args.timeout)
+        except grpc.RpcError as exc:
+            print(f"unhealthy: {exc.code().name}: {exc.details()}", file=sys.stderr)
+            return 1
+    print(status)
+    return 0 if status == "SERVING" else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="avatar", description="Talk to an avatar.v1.AvatarService")
     parser.add_argument("--target", default="127.0.0.1:50051", help="server address (default 127.0.0.1:50051)")
+    env = os.environ.get
+    parser.add_argument(
+        "--api-key", default=env("AVATAR_API_KEY"), help="API key sent as 'authorization: Bearer' (AVATAR_API_KEY)"
+    )
+    parser.add_argument(
+        "--ca-file", default=env("AVATAR_GRPC_CA_FILE"), help="the server's CA (PEM): use TLS (AVATAR_GRPC_CA_FILE)"
+    )
+    parser.add_argument(
+        "--cert-file", default=env("AVATAR_GRPC_CERT_FILE"), help="client certificate for mutual TLS (PEM)"
+    )
+    parser.add_argument("--key-file", default=env("AVATAR_GRPC_KEY_FILE"), help="the client certificate's key (PEM)")
+    parser.add_argument(
+        "--server-name",
+        default=env("AVATAR_GRPC_SERVER_NAME"),
+        help="check the server's certificate against this name instead of the target's host",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("interact", help="one turn: audio or text in, reply out")
     source = p.add_mutually_exclusive_group(required=True)
@@ -178,6 +230,9 @@ def main(argv: list[str] | None = None) -> int:
     v.set_defaults(func=_converse)
     c = sub.add_parser("capabilities", help="list avatars, voices, languages and engines")
     c.set_defaults(func=_capabilities)
+    h = sub.add_parser("health", help="exit 0 when the service is SERVING, 1 otherwise")
+    h.add_argument("--timeout", type=float, default=3.0)
+    h.set_defaults(func=_health)
     args = parser.parse_args(argv)
     try:
         code: int = args.func(args)

@@ -12,15 +12,9 @@ from avatar.v1 import avatar_pb2 as pb
 from avatar.v1 import avatar_pb2_grpc as pb_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from avatar_client.channel import PathLike, make_aio_channel, make_channel
+
 SERVICE = "avatar.v1.AvatarService"
-_MAX_MESSAGE = 64 * 1024 * 1024
-# round_robin spreads calls over every address a target resolves to ("dns:///avatar-engine:7860" with
-# several replicas); with one address it changes nothing.
-_OPTIONS = [
-    ("grpc.max_receive_message_length", _MAX_MESSAGE),
-    ("grpc.max_send_message_length", _MAX_MESSAGE),
-    ("grpc.lb_policy_name", "round_robin"),
-]
 _MIME_BY_SUFFIX = {".wav": "audio/wav", ".webm": "audio/webm", ".ogg": "audio/ogg", ".opus": "audio/ogg"}
 
 
@@ -66,10 +60,25 @@ def build_request(
 
 
 class AvatarClient:
-    """Blocking client. `with AvatarClient("127.0.0.1:50051") as c: c.interact(text="Hi")`."""
+    """Blocking client. `with AvatarClient("127.0.0.1:50051") as c: c.interact(text="Hi")`.
 
-    def __init__(self, target: str = "127.0.0.1:50051", *, channel: grpc.Channel | None = None) -> None:
-        self._channel = channel or grpc.insecure_channel(target, options=_OPTIONS)
+    `api_key` is sent as `authorization: Bearer <key>`; `ca_file` (the server's CA) turns TLS on, with
+    `cert_file`/`key_file` for mutual TLS; `server_name` checks the certificate against that name."""
+
+    def __init__(
+        self,
+        target: str = "127.0.0.1:50051",
+        *,
+        channel: grpc.Channel | None = None,
+        api_key: str | None = None,
+        ca_file: PathLike | None = None,
+        cert_file: PathLike | None = None,
+        key_file: PathLike | None = None,
+        server_name: str | None = None,
+    ) -> None:
+        self._channel = channel or make_channel(
+            target, api_key=api_key, ca_file=ca_file, cert_file=cert_file, key_file=key_file, server_name=server_name
+        )
         self._stub = pb_grpc.AvatarServiceStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
 
@@ -81,6 +90,11 @@ class AvatarClient:
     def capabilities(self, *, timeout: float | None = 10.0) -> pb.GetCapabilitiesResponse:
         result: pb.GetCapabilitiesResponse = self._stub.GetCapabilities(pb.GetCapabilitiesRequest(), timeout=timeout)
         return result
+
+    def health(self, *, timeout: float | None = 5.0) -> str:
+        """AvatarService's health status name (SERVING, NOT_SERVING, ...). Raises grpc.RpcError when unreachable."""
+        status = self._health.Check(health_pb2.HealthCheckRequest(service=SERVICE), timeout=timeout).status
+        return str(health_pb2.HealthCheckResponse.ServingStatus.Name(status))
 
     def wait_until_serving(self, timeout: float = 120.0) -> None:
         """Block until the health service says SERVING (engines loaded)."""
@@ -109,8 +123,20 @@ class AvatarClient:
 class AsyncAvatarClient:
     """asyncio client. `async with AsyncAvatarClient(target) as c: await c.interact(text="Hi")`."""
 
-    def __init__(self, target: str = "127.0.0.1:50051") -> None:
-        self._channel = grpc.aio.insecure_channel(target, options=_OPTIONS)
+    def __init__(
+        self,
+        target: str = "127.0.0.1:50051",
+        *,
+        api_key: str | None = None,
+        ca_file: PathLike | None = None,
+        cert_file: PathLike | None = None,
+        key_file: PathLike | None = None,
+        server_name: str | None = None,
+    ) -> None:
+        """As AvatarClient's."""
+        self._channel = make_aio_channel(
+            target, api_key=api_key, ca_file=ca_file, cert_file=cert_file, key_file=key_file, server_name=server_name
+        )
         self._stub = pb_grpc.AvatarServiceStub(self._channel)
 
     async def interact(self, *, timeout: float | None = 120.0, **kwargs: object) -> pb.InteractResponse:  # noqa: ASYNC109 - the gRPC deadline
