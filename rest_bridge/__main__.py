@@ -9,6 +9,7 @@ import sys
 import uvicorn
 
 from rest_bridge.app import create_app
+from rest_bridge.security import SecurityConfigError
 from rest_bridge.settings import get_settings
 
 
@@ -19,7 +20,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=settings.bridge_port)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info", timeout_graceful_shutdown=5)
+    try:
+        app = create_app(settings.model_copy(update={"bridge_host": args.host}))
+    except SecurityConfigError as exc:
+        print(f"rest_bridge: {exc}", file=sys.stderr)
+        return 2
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info", timeout_graceful_shutdown=5)
     return 0
 
 

@@ -81,6 +81,9 @@ def from_grpc(exc: grpc.aio.AioRpcError) -> BridgeError:
         # Retry-After takes whole seconds; round up (and to at least 1) so clients never come back early.
         headers = {"Retry-After": str(max(1, math.ceil(retry_ms / 1000)))}
         return BridgeError(429, code.name, message, headers=headers, retry_after_ms=retry_ms)
+    if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+        # The bridge's own key (AVATAR_GRPC_API_KEY) is missing or wrong: the operator's setup, not the caller's.
+        return BridgeError(502, "BAD_GATEWAY", "The bridge is not authorized by the avatar service.")
     if code == grpc.StatusCode.UNAVAILABLE:
         message = f"The avatar service is unavailable: {message}"
     return BridgeError(HTTP_FROM_GRPC.get(code, 502), code.name, message)

@@ -5,13 +5,15 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
+from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 class BridgeSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="AVATAR_", extra="ignore")
+    # hide_input_in_errors: a mistyped setting must not print its value (it may be a key).
+    model_config = SettingsConfigDict(env_prefix="AVATAR_", extra="ignore", hide_input_in_errors=True)
 
     bridge_host: str = "127.0.0.1"
     bridge_port: int = 8000
@@ -22,6 +24,12 @@ class BridgeSettings(BaseSettings):
     max_upload_bytes: int = 25 * 1024 * 1024
     max_text_chars: int = 2000
     widget_dir: Path = ROOT / "clients" / "web" / "dist"
+    # Security (rest_bridge.security): keys are SecretStr, so neither repr() nor a validation error shows them.
+    api_keys: SecretStr = SecretStr("")  # comma-separated keys or sha256:<hex> hashes; empty: no authentication
+    grpc_api_key: SecretStr = SecretStr("")  # the bridge's own key for avatar_server
+    grpc_ca_file: Path | None = None  # TLS to avatar_server, trusting this CA bundle (PEM)
+    allowed_origins: str = ""  # comma-separated origins besides the bridge's own (browsers' Origin header)
+    allow_insecure: bool = False  # serve a non-loopback address without keys
 
 
 @lru_cache(maxsize=1)

@@ -23,6 +23,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from rest_bridge.deps import get_backend
 from rest_bridge.errors import retry_after_ms
+from rest_bridge.guard import admit_websocket
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -127,6 +128,8 @@ def event_json(ev: pb.ConverseResponse) -> dict[str, Any]:
 @router.websocket("/api/v1/avatar/converse")
 async def converse(ws: WebSocket) -> None:
     backend = get_backend(ws)
+    if not await admit_websocket(ws):  # Origin and key (ticket) checked before the upgrade is accepted
+        return
     await ws.accept()
     outbox: asyncio.Queue[pb.ConverseRequest | None] = asyncio.Queue(maxsize=256)
 

@@ -23,4 +23,4 @@ async def healthz(backend: BackendDep) -> dict[str, str]:
     status = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
     if reply.status != health_pb2.HealthCheckResponse.SERVING:
         raise BridgeError(503, "UNAVAILABLE", f"The avatar service is {status}")
-    return {"status": status, "backend": backend.settings.grpc_target}
+    return {"status": status}  # not the backend's address: that is for the operator's logs only
