@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import enum
+import logging
+import secrets
 
 
 class ErrorCode(enum.Enum):
@@ -66,3 +68,28 @@ class EngineFailure(AvatarError):
     """An engine failed while serving a valid request."""
 
     code = ErrorCode.INTERNAL
+
+
+_log = logging.getLogger("avatar_server.errors")
+
+
+def new_error_id() -> str:
+    """A correlation id: the client's message and the log line that holds the details share it."""
+    return secrets.token_hex(6)
+
+
+def internal_message(error_id: str) -> str:
+    return f"The server failed to process this turn (error id {error_id})."
+
+
+def for_client(exc: BaseException) -> AvatarError:
+    """What a client may be told about `exc`. Errors meant for a person (bad input, limits, timeouts, load)
+    go out as they are; anything else (an engine's crash, a bug, upstream bodies, subprocess output,
+    addresses) goes to the log with its traceback under a fresh error id, and the client gets only that id."""
+    if isinstance(exc, AvatarError) and exc.code is not ErrorCode.INTERNAL:
+        return exc
+    error_id = new_error_id()
+    detail = exc.message if isinstance(exc, AvatarError) else f"{type(exc).__name__}: {exc}"
+    cause = exc.__cause__ or exc.__context__ or exc
+    _log.error("error id %s: %s", error_id, detail, exc_info=(type(cause), cause, cause.__traceback__))
+    return AvatarError(internal_message(error_id), ErrorCode.INTERNAL)

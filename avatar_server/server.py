@@ -14,7 +14,6 @@ from typing import TypeVar
 
 import grpc
 from avatar.v1 import avatar_pb2 as pb
-from avatar.v1 import avatar_pb2_grpc as pb_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -26,7 +25,7 @@ from avatar_server.engines.vad import SileroModel
 from avatar_server.personas import load_avatars
 from avatar_server.settings import Settings
 from avatar_server.transport import security
-from avatar_server.transport.grpc_service import AvatarService
+from avatar_server.transport.grpc_service import AvatarService, add_to_server
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -108,7 +107,7 @@ async def serve(settings: Settings) -> None:
         interceptors=security.interceptors(settings),
     )
     service = AvatarService()
-    pb_grpc.add_AvatarServiceServicer_to_server(service, server)
+    add_to_server(service, server)  # requests parsed in the handlers: bad UTF-8 -> INVALID_ARGUMENT
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     if security.reflection_enabled(settings):

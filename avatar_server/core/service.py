@@ -98,10 +98,11 @@ class AvatarCore:
 
     async def face(self, avatar_id: str) -> tuple[Avatar, FaceAssets]:
         """An avatar's portrait and face model, for clients that draw the face themselves."""
+        validation.name(avatar_id, "avatar_id")
         avatar = self.avatars.get(avatar_id or self.settings.default_avatar)
         if avatar is None:
             known = ", ".join(sorted(self.avatars))
-            raise AvatarError(f"No avatar {avatar_id!r}; known avatars: {known}.", ErrorCode.NOT_FOUND)
+            raise AvatarError(f"No avatar {validation.echo(avatar_id)}; known avatars: {known}.", ErrorCode.NOT_FOUND)
         p = avatar.portrait
         return avatar, await asyncio.to_thread(face_assets, p.path, p.landmarks)
 
@@ -123,6 +124,7 @@ class AvatarCore:
             turn.user_text = validation.text(req.text, self.settings)
         if req.audio is not None:
             validation.audio_bytes(len(req.audio.data), self.settings)
+            validation.name(req.audio.mime_type, "The audio's mime_type")
             turn.audio = req.audio
         self.check_common(language=req.language, session_id=req.session_id, voice=req.voice)
         plan = TurnPlan(

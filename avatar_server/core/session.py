@@ -39,7 +39,7 @@ from avatar_server.core.voices import home_language
 from avatar_server.core.workers import Priority
 from avatar_server.engines import turn_model
 from avatar_server.engines.vad import WINDOW, Endpointer, VadEvent
-from avatar_server.errors import AvatarError, ErrorCode, TooLarge
+from avatar_server.errors import AvatarError, ErrorCode, TooLarge, for_client
 from avatar_server.media.audio import STT_SAMPLE_RATE
 from avatar_server.values import SessionConfig
 
@@ -271,7 +271,8 @@ class ConversationSession:
         """Cancel everything of this session (client gone, server draining, a limit broken). `final`, if
         given, is delivered as the session's last event."""
         if final is not None and not self._closed:
-            self._put(ErrorEvent("", final.code.value, final.message))
+            public = for_client(final)
+            self._put(ErrorEvent("", public.code.value, public.message))
             self.failure = self.failure or final
         self._closed = True
         self._drop_early_turn()
@@ -474,11 +475,9 @@ class ConversationSession:
             self._current = turn
             try:
                 await self.core.runner.run(self.plan, turn, lambda event: self._emit_turn(turn, event))
-            except AvatarError as exc:
-                self._emit_turn(turn, ErrorEvent(turn.id, exc.code.value, exc.message))
-            except Exception as exc:  # a bug: this turn fails, the session goes on
-                log.exception("converse turn %s failed", turn.id)
-                self._emit_turn(turn, ErrorEvent(turn.id, "INTERNAL", f"The turn failed: {exc}"))
+            except Exception as exc:  # an AvatarError, or a bug: this turn fails, the session goes on
+                public = for_client(exc)  # internal details: to the log, under the error id the client gets
+                self._emit_turn(turn, ErrorEvent(turn.id, public.code.value, public.message))
             finally:
                 if self._current is turn:
                     self._current = None

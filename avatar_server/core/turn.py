@@ -34,7 +34,7 @@ from avatar_server.core.turn_state import Turn, TurnPlan
 from avatar_server.core.voices import home_language, reply_language
 from avatar_server.core.workers import Priority, Workers
 from avatar_server.engines.llm.base import ChatModel
-from avatar_server.engines.llm.budget import TokenCounter, fit_to_context
+from avatar_server.engines.llm.budget import TokenCounter, fit_prompt
 from avatar_server.engines.llm.repeats import OpeningCheck, asked_again
 from avatar_server.engines.llm.reply import SentenceSplitter, build_messages, ends_sentence, shape_reply
 from avatar_server.engines.tts.base import TextToSpeech
@@ -148,15 +148,9 @@ class TurnRunner:
             fixed = only_speaks(language, served) if reply.unserved else ""
             system_prompt = plan.avatar.system_prompt(language)
             messages = build_messages(system_prompt, self.memory.history(plan.session_id), turn.user_text)
-            context = self.engines.llm.capabilities.context_tokens
-            if context:  # the prompt and the reply always fit the model's context
-                messages = fit_to_context(
-                    messages,
-                    count=self.count,
-                    context_tokens=context,
-                    reply_tokens=s.llm_max_tokens,
-                    question_tokens=s.llm_question_max_tokens,
-                )
+            # The prompt and the reply always fit the model's context (a remote model's is taken to be
+            # llm_context_tokens): older exchanges go first, then the question is shortened.
+            messages = fit_prompt(messages, self.count, self.engines.llm, s)
             await self._reply(plan, turn, messages, voice, emit, fixed)
             timings.total = time.perf_counter() - started
             turn.completed = True

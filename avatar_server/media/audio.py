@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import wave
 from dataclasses import dataclass
 
@@ -10,23 +11,39 @@ import av
 import numpy as np
 import numpy.typing as npt
 
-from avatar_server.errors import InvalidInput, TooLarge
+from avatar_server.errors import AvatarError, InvalidInput, TooLarge
+
+log = logging.getLogger(__name__)
 
 STT_SAMPLE_RATE = 16000
 
-# Containers PyAV should probe for each accepted mime type (the declared type is checked, not trusted).
-_CONTAINERS = {
-    "audio/wav": {"wav"},
-    "audio/x-wav": {"wav"},
-    "audio/wave": {"wav"},
-    "audio/vnd.wave": {"wav"},
-    "audio/webm": {"matroska,webm", "webm"},
-    "video/webm": {"matroska,webm", "webm"},
-    "audio/ogg": {"ogg"},
-    "audio/opus": {"ogg"},
+# The demuxer for each accepted mime type: forced, so untrusted data never goes through FFmpeg's format probe
+# (which would also consider playlists and other formats that open further URLs).
+_DEMUXERS = {
+    "audio/wav": "wav",
+    "audio/x-wav": "wav",
+    "audio/wave": "wav",
+    "audio/vnd.wave": "wav",
+    "audio/webm": "matroska",
+    "video/webm": "matroska",
+    "audio/ogg": "ogg",
+    "audio/opus": "ogg",
 }
 PCM_TYPES = {"audio/pcm", "audio/l16"}
-ACCEPTED_TYPES = sorted([*_CONTAINERS, "audio/pcm;rate=N"])
+ACCEPTED_TYPES = sorted([*_DEMUXERS, "audio/pcm;rate=N"])
+# The codecs a person's recording comes in: PCM (WAV), Opus and Vorbis (Ogg, WebM). Nothing else is decoded.
+ALLOWED_CODECS = frozenset(
+    {
+        *(f"pcm_{k}" for k in ("s16le", "s16be", "s24le", "s32le", "f32le", "f64le", "u8", "s8", "mulaw", "alaw")),
+        "opus",
+        "vorbis",
+    }
+)
+MIN_RATE, MAX_RATE = 8000, 192000
+MAX_CHANNELS = 2
+# Demuxer options: only local reads (the data is in memory: no protocol is ever needed), and a bounded look
+# at the stream's parameters.
+_OPTIONS = {"protocol_whitelist": "file", "probesize": str(1 << 20), "analyzeduration": str(5_000_000)}
 
 
 @dataclass(frozen=True)
@@ -55,11 +72,12 @@ def decode_audio(
         raise InvalidInput("The audio is empty.")
     mime = MimeType.parse(mime_type or "")
     if mime.essence in PCM_TYPES:
-        samples = _decode_pcm(data, mime, rate)
-    elif mime.essence in _CONTAINERS:
+        samples = _decode_pcm(data, mime, rate, max_seconds)
+    elif mime.essence in _DEMUXERS:
         samples = _decode_container(data, mime, rate, max_seconds)
     else:
-        raise InvalidInput(f"Unsupported audio type {mime_type!r}; send one of: {', '.join(ACCEPTED_TYPES)}.")
+        shown = repr(mime_type[:40]) if mime_type else "(none)"
+        raise InvalidInput(f"Unsupported audio type {shown}; send one of: {', '.join(ACCEPTED_TYPES)}.")
     if len(samples) > max_seconds * rate:
         raise TooLarge(f"The audio is {len(samples) / rate:.1f} s long; the limit is {max_seconds:g} s.")
     if len(samples) == 0:
@@ -67,48 +85,71 @@ def decode_audio(
     return samples
 
 
-def _decode_pcm(data: bytes, mime: MimeType, rate: int) -> npt.NDArray[np.float32]:
+def _decode_pcm(data: bytes, mime: MimeType, rate: int, max_seconds: float) -> npt.NDArray[np.float32]:
     try:
         source_rate = int(mime.params.get("rate", ""))
     except ValueError:
         raise InvalidInput("Raw PCM needs its sample rate: use 'audio/pcm;rate=16000'.") from None
-    if not 8000 <= source_rate <= 192000:
-        raise InvalidInput(f"PCM sample rate {source_rate} Hz is outside 8000..192000.")
+    if not MIN_RATE <= source_rate <= MAX_RATE:
+        raise InvalidInput(f"PCM sample rate {source_rate} Hz is outside {MIN_RATE}..{MAX_RATE}.")
     if len(data) % 2:
         raise InvalidInput("Raw PCM must be 16-bit samples: the byte count is odd.")
+    seconds = len(data) / 2 / source_rate
+    if seconds > max_seconds:  # before resampling: the cost of resampling grows with the length
+        raise TooLarge(f"The audio is {seconds:.1f} s long; the limit is {max_seconds:g} s.")
     pcm = np.frombuffer(data, dtype="<i2")
     return resample(pcm.astype(np.float32) / 32768.0, source_rate, rate)
 
 
+def _check_stream(codec: str, sample_rate: int, channels: int) -> None:
+    """The stream's codec, sample rate and channels, before anything is decoded."""
+    if codec not in ALLOWED_CODECS:
+        raise InvalidInput(f"The audio codec {codec or 'unknown'!r} is not accepted; send PCM, Opus or Vorbis audio.")
+    if not MIN_RATE <= sample_rate <= MAX_RATE:
+        raise InvalidInput(f"The audio's sample rate is {sample_rate} Hz; {MIN_RATE}..{MAX_RATE} Hz are accepted.")
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise InvalidInput(f"The audio has {channels} channels; mono or stereo are accepted.")
+
+
+def _declared_seconds(container: av.container.InputContainer, stream: av.AudioStream) -> float | None:
+    """The length the container states, where it states one."""
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    if container.duration and container.duration > 0:
+        return container.duration / 1_000_000  # AV_TIME_BASE
+    return None
+
+
 def _decode_container(data: bytes, mime: MimeType, rate: int, max_seconds: float) -> npt.NDArray[np.float32]:
+    chunks: list[npt.NDArray[np.float32]] = []
     try:
-        with av.open(io.BytesIO(data), mode="r") as container:
-            names = set(container.format.name.split(","))
-            allowed = {n for group in _CONTAINERS[mime.essence] for n in group.split(",")}
-            if not names & allowed:
-                raise InvalidInput(
-                    f"The data is {container.format.long_name or container.format.name}, not {mime.essence}."
-                )
+        with av.open(io.BytesIO(data), mode="r", format=_DEMUXERS[mime.essence], options=_OPTIONS) as container:
             if not container.streams.audio:
                 raise InvalidInput("The file has no audio stream.")
             stream = container.streams.audio[0]
+            cc = stream.codec_context
+            _check_stream(cc.name, cc.sample_rate, cc.layout.nb_channels)
+            declared = _declared_seconds(container, stream)
+            if declared is not None and declared > max_seconds + 0.5:
+                raise TooLarge(f"The audio is {declared:.1f} s long; the limit is {max_seconds:g} s.")
             resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
-            chunks: list[npt.NDArray[np.float32]] = []
-            total = 0
-            limit = int((max_seconds + 1) * rate)
+            decoded = 0.0  # seconds, at the source's rate: a bomb of silence stops at the cap
             for frame in container.decode(stream):
+                _check_stream(cc.name, frame.sample_rate, frame.layout.nb_channels)  # a chained stream may change
+                decoded += frame.samples / frame.sample_rate
+                if decoded > max_seconds:
+                    raise TooLarge(f"The audio is longer than {max_seconds:g} s; the limit is {max_seconds:g} s.")
                 for out in resampler.resample(frame):
-                    arr = np.asarray(out.to_ndarray(), dtype=np.float32).reshape(-1)
-                    chunks.append(arr)
-                    total += len(arr)
-                if total > limit:
-                    break  # over the cap: stop decoding, the caller reports it
+                    chunks.append(np.asarray(out.to_ndarray(), dtype=np.float32).reshape(-1))
             for out in resampler.resample(None):
                 chunks.append(np.asarray(out.to_ndarray(), dtype=np.float32).reshape(-1))
-    except InvalidInput:
+    except AvatarError:
         raise
-    except (av.FFmpegError, ValueError, EOFError) as exc:
-        raise InvalidInput(f"The audio could not be decoded as {mime.essence}: {exc}") from None
+    except (av.FFmpegError, ValueError, EOFError, OverflowError, ZeroDivisionError) as exc:
+        log.info("audio could not be decoded as %s: %s", mime.essence, exc)
+        raise InvalidInput(
+            f"The audio could not be decoded as {mime.essence}: the data is damaged or not {mime.essence}."
+        ) from None
     if not chunks:
         return np.zeros(0, dtype=np.float32)
     return np.concatenate(chunks).astype(np.float32, copy=False)

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
 
 import grpc
 from avatar.v1 import avatar_pb2 as pb
 from avatar.v1 import avatar_pb2_grpc as pb_grpc
+from google.protobuf.message import DecodeError, Message
 
+from avatar_server.core import validation
 from avatar_server.core.service import AvatarCore
 from avatar_server.core.session import SHUTTING_DOWN, ConversationSession
-from avatar_server.errors import AvatarError, ErrorCode, InvalidInput, Overloaded, ShuttingDown
+from avatar_server.errors import AvatarError, ErrorCode, InvalidInput, Overloaded, ShuttingDown, for_client
+from avatar_server.session_ids import SessionIds, caller_id
 from avatar_server.transport import convert
 
 log = logging.getLogger(__name__)
@@ -27,14 +32,81 @@ STATUS = {
     ErrorCode.INTERNAL: grpc.StatusCode.INTERNAL,
 }
 RETRY_AFTER_KEY = "retry-after-ms"  # trailing metadata of a refusal for load: when to try again
+BAD_MESSAGE = "The request is not valid protobuf, or a text field in it is not valid UTF-8."
+M = TypeVar("M", bound=Message)
 
 
-async def abort(context: grpc.aio.ServicerContext[object, object], exc: AvatarError) -> None:
-    """End the call with the error's status; a load refusal carries its retry hint."""
+async def abort(context: grpc.aio.ServicerContext[Any, Any], exc: BaseException) -> None:
+    """End the call with the error's status; a load refusal carries its retry hint. An internal error's
+    details go to the log under an error id; the client gets the id (errors.for_client)."""
+    public = for_client(exc)
     trailing: tuple[tuple[str, str], ...] = ()
-    if isinstance(exc, Overloaded):
-        trailing = ((RETRY_AFTER_KEY, str(exc.retry_after_ms)),)
-    await context.abort(STATUS[exc.code], exc.message, trailing_metadata=trailing)
+    if isinstance(public, Overloaded):
+        trailing = ((RETRY_AFTER_KEY, str(public.retry_after_ms)),)
+    await context.abort(STATUS[public.code], public.message, trailing_metadata=trailing)
+
+
+def parse(cls: type[M], raw: bytes) -> M:
+    """A request message from its bytes (registered with a raw deserializer: see add_to_server). Bad bytes
+    or a string field that is not UTF-8 are the client's mistake: InvalidInput, not gRPC's UNKNOWN."""
+    msg: M = cls()
+    try:
+        msg.ParseFromString(raw)
+    except DecodeError as exc:
+        log.info("%s: undecodable request (%s)", cls.__name__, exc)
+        raise InvalidInput(BAD_MESSAGE) from None
+    return msg
+
+
+async def _parsed(raw: AsyncIterator[bytes]) -> AsyncIterator[pb.ConverseRequest]:
+    async for data in raw:
+        yield parse(pb.ConverseRequest, data)
+
+
+def _unary(cls: type[M], method: Callable[[M, Any], Awaitable[Any]]) -> Callable[[bytes, Any], Awaitable[Any]]:
+    async def handler(raw: bytes, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        try:
+            request = parse(cls, raw)
+        except AvatarError as exc:
+            await abort(context, exc)
+        return await method(request, context)
+
+    return handler
+
+
+def add_to_server(service: AvatarService, server: grpc.aio.Server) -> None:
+    """Register the service as the generated add_AvatarServiceServicer_to_server would, but with requests
+    deserialized inside the handlers (undecodable bytes -> INVALID_ARGUMENT). Responses, method names and
+    the descriptors (reflection) are the generated ones."""
+
+    def raw(data: bytes) -> bytes:
+        return data
+
+    handlers = {
+        "Interact": grpc.unary_unary_rpc_method_handler(
+            _unary(pb.InteractRequest, service.Interact),
+            request_deserializer=raw,
+            response_serializer=pb.InteractResponse.SerializeToString,
+        ),
+        "Converse": grpc.stream_stream_rpc_method_handler(
+            lambda requests, context: service.Converse(_parsed(requests), context),
+            request_deserializer=raw,
+            response_serializer=pb.ConverseResponse.SerializeToString,
+        ),
+        "GetCapabilities": grpc.unary_unary_rpc_method_handler(
+            _unary(pb.GetCapabilitiesRequest, service.GetCapabilities),
+            request_deserializer=raw,
+            response_serializer=pb.GetCapabilitiesResponse.SerializeToString,
+        ),
+        "GetAvatarFace": grpc.unary_unary_rpc_method_handler(
+            _unary(pb.GetAvatarFaceRequest, service.GetAvatarFace),
+            request_deserializer=raw,
+            response_serializer=pb.GetAvatarFaceResponse.SerializeToString,
+        ),
+    }
+    name = pb.DESCRIPTOR.services_by_name["AvatarService"].full_name
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, handlers),))
+    server.add_registered_method_handlers(name, handlers)
 
 
 async def _read_client(
@@ -88,6 +160,15 @@ class AvatarService(pb_grpc.AvatarServiceServicer):  # type: ignore[misc]
     def __init__(self, core: AvatarCore | None = None) -> None:
         self.core = core
         self.sessions: set[ConversationSession] = set()
+        self._ids: SessionIds | None = None
+
+    def session_id(self, core: AvatarCore, given: str, context: grpc.aio.ServicerContext[Any, Any]) -> str:
+        """The session id a request runs under: the caller's own issued id, else a fresh one (never an
+        error, unless the id is malformed)."""
+        validation.session_id(given)
+        if self._ids is None:
+            self._ids = SessionIds(core.settings.session_secret.get_secret_value())
+        return self._ids.resolve(given, caller_id(context.invocation_metadata()))
 
     async def _ready(self, context: grpc.aio.ServicerContext[object, object]) -> AvatarCore:
         if self.core is None:
@@ -114,12 +195,11 @@ class AvatarService(pb_grpc.AvatarServiceServicer):  # type: ignore[misc]
     ) -> pb.InteractResponse:
         core = await self._ready(context)
         try:
-            result = await core.interact(convert.turn_request(request), time_remaining=context.time_remaining())
-        except AvatarError as exc:
+            req = convert.turn_request(request)
+            req = dataclasses.replace(req, session_id=self.session_id(core, req.session_id, context))
+            result = await core.interact(req, time_remaining=context.time_remaining())
+        except Exception as exc:  # an AvatarError, or a bug: said plainly (with an error id)
             await abort(context, exc)
-        except Exception:  # a bug, not an engine: keep serving, say so plainly
-            log.exception("Interact failed")
-            await context.abort(grpc.StatusCode.INTERNAL, "The server failed to process this turn.")
         return convert.interact_response(result)
 
     async def Converse(
@@ -134,6 +214,8 @@ class AvatarService(pb_grpc.AvatarServiceServicer):  # type: ignore[misc]
                 first = await anext(aiter(request_iterator))
         except StopAsyncIteration:
             return
+        except AvatarError as exc:  # undecodable
+            await abort(context, exc)
         except TimeoutError:
             await context.abort(
                 grpc.StatusCode.DEADLINE_EXCEEDED,
@@ -145,8 +227,10 @@ class AvatarService(pb_grpc.AvatarServiceServicer):  # type: ignore[misc]
             )
         failure: AvatarError | None = None
         try:
+            config = convert.session_config(first.config)
+            config = dataclasses.replace(config, session_id=self.session_id(core, config.session_id, context))
             async with core.admission.session():
-                session = ConversationSession(core, convert.session_config(first.config))
+                session = ConversationSession(core, config)
                 self.sessions.add(session)
                 try:
                     failure = await self._converse(session, request_iterator, context)
@@ -155,6 +239,8 @@ class AvatarService(pb_grpc.AvatarServiceServicer):  # type: ignore[misc]
                     await session.close()
         except AvatarError as exc:
             failure = exc
+        except Exception as exc:  # a bug: the client gets an error id, the log the details
+            await abort(context, exc)
         if failure is not None:
             await abort(context, failure)
 

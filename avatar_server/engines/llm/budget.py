@@ -11,6 +11,9 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable
 
+from avatar_server.engines.llm.base import ChatModel
+from avatar_server.errors import TooLarge
+from avatar_server.settings import Settings
 from avatar_server.values import ChatMessage, Exchange
 
 # The chat template's tokens around one message ("<|im_start|>user\n" ... "<|im_end|>\n" is 5 in ChatML).
@@ -22,13 +25,13 @@ _ELLIPSIS = " … "
 
 class TokenCounter:
     """Tokens of prompt text: the model's own tokenizer where it has one (`count_tokens`), else an estimate
-    (a UTF-8 byte count over 3: above the real count for English and Cyrillic with common tokenizers).
+    (`estimate_tokens`: above the real count for English, Cyrillic and emoji with common tokenizers).
     Counts are kept by text, so a turn counts only its new text: the persona and the history are known."""
 
     def __init__(self, model: object, *, cache_size: int = 4096) -> None:
         tokenize: Callable[[str], int] | None = getattr(model, "count_tokens", None)
         self.exact = tokenize is not None
-        self._tokenize = tokenize or (lambda text: len(text.encode("utf-8")) // 3 + 1)
+        self._tokenize = tokenize or estimate_tokens
         self._cache: OrderedDict[str, int] = OrderedDict()
         self._size = cache_size
 
@@ -51,6 +54,36 @@ class TokenCounter:
 
     def exchange(self, exchange: Exchange) -> int:
         return self(exchange.user) + self(exchange.assistant) + 2 * PER_MESSAGE
+
+
+def estimate_tokens(text: str) -> int:
+    """Tokens of `text` for a model whose tokenizer is not at hand, on the safe side: ASCII text a third of
+    its bytes (about a token per 4 characters in English), other characters one token per code point at
+    least and one per two UTF-8 bytes (an emoji can take 2-4 byte-level tokens)."""
+    ascii_chars = sum(1 for ch in text if ch < "\x80")
+    other = "".join(ch for ch in text if ch >= "\x80")
+    other_bytes = len(other.encode("utf-8", "surrogatepass"))
+    return ascii_chars // 3 + max(len(other), (other_bytes + 1) // 2) + 1
+
+
+def fit_prompt(
+    messages: list[ChatMessage], count: TokenCounter, llm: ChatModel, settings: Settings
+) -> list[ChatMessage]:
+    """`fit_to_context` with the model's context (a model that does not state one: `llm_context_tokens`) and
+    the settings' reply and question budgets. TooLarge when even the persona and a shortened question
+    cannot fit: no request the model would refuse is ever sent."""
+    context = llm.capabilities.context_tokens or settings.llm_context_tokens
+    reply = settings.llm_max_tokens
+    fitted = fit_to_context(
+        messages,
+        count=count,
+        context_tokens=context,
+        reply_tokens=reply,
+        question_tokens=settings.llm_question_max_tokens,
+    )
+    if count.messages(fitted) > context - reply - _MARGIN or not fitted[-1].content.strip():
+        raise TooLarge("This question does not fit the language model's context even shortened; ask a shorter one.")
+    return fitted
 
 
 def fit_to_context(
