@@ -22,6 +22,10 @@ export interface ChatEntry {
 export interface AvatarChatWidgetProps {
   /** Where the REST bridge is; "" = same origin. */
   apiBase?: string;
+  /** The bridge's API key (AVATAR_API_KEYS), sent as `Authorization: Bearer`; live mode opens its WebSocket
+   * with a one-use ticket fetched with it. Anyone who can read the page can read the key: give browsers a key of
+   * their own. */
+  apiKey?: string;
   /** The avatar shown first; "" = the server's default. The person can pick another. */
   avatarId?: string;
   /** Called when the person picks another avatar (e.g. to put it in the page's URL). */
@@ -47,6 +51,7 @@ const STATE_LABEL: Record<WidgetState, string> = {
 
 export function AvatarChatWidget({
   apiBase = "",
+  apiKey = "",
   avatarId: initialAvatar = "",
   onAvatarChange,
   language = "",
@@ -72,7 +77,7 @@ export function AvatarChatWidget({
   const [bargeIn, setBargeIn] = useState(false);
   const [liveChunks, setLiveChunks] = useState(0);
   const [capture, setCapture] = useState("");
-  const { avatars, avatarId, setAvatarId, face } = useAvatars(apiBase, initialAvatar);
+  const { avatars, avatarId, setAvatarId, face } = useAvatars(apiBase, initialAvatar, apiKey);
 
   useEffect(() => {
     let cancelled = false;
@@ -157,13 +162,12 @@ export function AvatarChatWidget({
       setError("");
       try {
         const outputs: Array<"audio" | "video" | "animation"> = video ? ["audio", "video"] : ["audio", "animation"];
-        const result = await interact(apiBase, {
-          ...input,
-          sessionId: sessionId.current,
-          avatarId,
-          language,
-          outputs,
-        });
+        const result = await interact(
+          apiBase,
+          { ...input, sessionId: sessionId.current, avatarId, language, outputs },
+          undefined,
+          apiKey,
+        );
         setOffline(false);
         await play(result);
       } catch (err) {
@@ -175,7 +179,7 @@ export function AvatarChatWidget({
         }
       }
     },
-    [apiBase, avatarId, language, video, play, fail],
+    [apiBase, apiKey, avatarId, language, video, play, fail],
   );
 
   const startRecording = async () => {
@@ -255,7 +259,7 @@ export function AvatarChatWidget({
   const startLive = async () => {
     setError("");
     const status = new LiveStatus();
-    const session = new LiveSession(apiBase, { sessionId: sessionId.current, avatarId, language, bargeIn }, {
+    const session = new LiveSession(apiBase, { sessionId: sessionId.current, avatarId, language, bargeIn, apiKey }, {
       onEvent: (event) => {
         onLiveEvent(event);
         if (live.current !== session) return;

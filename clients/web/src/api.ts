@@ -75,16 +75,50 @@ async function errorFrom(response: Response): Promise<ApiError> {
   return new ApiError(response.status, "HTTP_ERROR", `The server answered ${response.status}.`);
 }
 
-export async function interact(apiBase: string, input: InteractInput, signal?: AbortSignal): Promise<InteractResult> {
+/** The header that carries the bridge's API key (none when the bridge needs no key). */
+export function authHeaders(apiKey?: string): Record<string, string> {
+  return apiKey ? { Authorization: `Bearer ${apiKey}` } : {};
+}
+
+export async function interact(
+  apiBase: string,
+  input: InteractInput,
+  signal?: AbortSignal,
+  apiKey?: string,
+): Promise<InteractResult> {
   let response: Response;
   try {
-    response = await fetch(`${apiBase}/api/v1/avatar/interact`, { method: "POST", body: buildForm(input), signal });
+    response = await fetch(`${apiBase}/api/v1/avatar/interact`, {
+      method: "POST",
+      body: buildForm(input),
+      headers: authHeaders(apiKey),
+      signal,
+    });
   } catch (err) {
     if ((err as Error).name === "AbortError") throw err;
     throw new ApiError(0, "UNREACHABLE", "The avatar server cannot be reached.");
   }
   if (!response.ok) throw await errorFrom(response);
   return (await response.json()) as InteractResult;
+}
+
+/** A one-use ticket for the converse WebSocket (browsers cannot send the key's header on an upgrade). */
+export async function converseTicket(apiBase: string, apiKey: string, signal?: AbortSignal): Promise<string> {
+  let response: Response;
+  try {
+    response = await fetch(`${apiBase}/api/v1/avatar/converse/ticket`, {
+      method: "POST",
+      headers: authHeaders(apiKey),
+      signal,
+    });
+  } catch (err) {
+    if ((err as Error).name === "AbortError") throw err;
+    throw new ApiError(0, "UNREACHABLE", "The avatar server cannot be reached.");
+  }
+  if (!response.ok) throw await errorFrom(response);
+  const body = (await response.json()) as { ticket?: unknown };
+  if (typeof body.ticket !== "string" || !body.ticket) throw new ApiError(response.status, "BAD_TICKET", "No ticket in the answer.");
+  return body.ticket;
 }
 
 export async function backendHealthy(apiBase: string): Promise<boolean> {
@@ -114,9 +148,9 @@ export interface AvatarList {
 }
 
 /** The avatars the server has (GET /api/v1/avatars); an empty list when the bridge cannot say. */
-export async function listAvatars(apiBase: string, signal?: AbortSignal): Promise<AvatarList> {
+export async function listAvatars(apiBase: string, signal?: AbortSignal, apiKey?: string): Promise<AvatarList> {
   try {
-    const response = await fetch(`${apiBase}/api/v1/avatars`, { signal });
+    const response = await fetch(`${apiBase}/api/v1/avatars`, { headers: authHeaders(apiKey), signal });
     if (!response.ok) return { default: "", avatars: [] };
     const body = (await response.json()) as Partial<AvatarList>;
     const avatars = Array.isArray(body.avatars) ? body.avatars.filter((a) => a && typeof a.id === "string") : [];

@@ -126,8 +126,8 @@ export function mouthUva(face: FaceData, posed: Float32Array, out?: Float32Array
   return uva;
 }
 
-export async function loadFace(url: string, signal?: AbortSignal): Promise<FaceData> {
-  const response = await fetch(url, { signal });
+export async function loadFace(url: string, signal?: AbortSignal, apiKey?: string): Promise<FaceData> {
+  const response = await fetch(url, { headers: apiKey ? { Authorization: `Bearer ${apiKey}` } : {}, signal });
   if (!response.ok) throw new Error(`face: HTTP ${response.status}`);
   const face = (await response.json()) as FaceData;
   if (!Array.isArray(face.vertices) || !Array.isArray(face.triangles) || !face.head) {

@@ -1,5 +1,6 @@
 /** Live conversation over the bridge's WebSocket: microphone PCM16 up, events + PCM16 reply audio down. */
 
+import { converseTicket } from "./api";
 import type { Weights } from "./track";
 
 export interface LiveEvent {
@@ -14,6 +15,8 @@ export interface LiveOptions {
   avatarId?: string;
   language?: string;
   bargeIn?: boolean;
+  /** The bridge's API key: a one-use ticket is fetched with it just before the socket opens. */
+  apiKey?: string;
 }
 
 export interface LiveHandlers {
@@ -34,9 +37,10 @@ interface Frames {
   frames: number[][];
 }
 
-export function websocketUrl(apiBase: string, location: Location): string {
+export function websocketUrl(apiBase: string, location: Location, ticket?: string): string {
   const base = apiBase || `${location.protocol}//${location.host}`;
-  return `${base.replace(/^http/, "ws")}/api/v1/avatar/converse`;
+  const url = `${base.replace(/^http/, "ws")}/api/v1/avatar/converse`;
+  return ticket ? `${url}?ticket=${encodeURIComponent(ticket)}` : url;
 }
 
 /** Float32 [-1, 1] → little-endian PCM16. */
@@ -157,7 +161,9 @@ export class LiveSession {
     });
     this.input = new AudioContext();
     this.output = new AudioContext();
-    const ws = new WebSocket(websocketUrl(this.apiBase, window.location));
+    // Fetched after the microphone prompt, which may take the person longer than the ticket lives.
+    const ticket = this.options.apiKey ? await converseTicket(this.apiBase, this.options.apiKey) : undefined;
+    const ws = new WebSocket(websocketUrl(this.apiBase, window.location, ticket));
     ws.binaryType = "arraybuffer";
     this.ws = ws;
     await new Promise<void>((resolve, reject) => {
