@@ -25,7 +25,14 @@ def main(argv: list[str] | None = None) -> int:
     except SecurityConfigError as exc:
         print(f"rest_bridge: {exc}", file=sys.stderr)
         return 2
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info", timeout_graceful_shutdown=5)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level="info",
+        timeout_graceful_shutdown=5,
+        ws_max_size=settings.ws_max_message_bytes,  # the WebSocket layer refuses bigger messages (close 1009)
+    )
     return 0
 
 

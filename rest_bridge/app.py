@@ -8,7 +8,6 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import grpc
 from avatar.v1 import avatar_pb2_grpc as pb_grpc
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -20,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rest_bridge import errors
 from rest_bridge.backend import Backend
+from rest_bridge.catch_all import CatchAll
 from rest_bridge.grpc_channel import open_channel, read_ca
 from rest_bridge.guard import AccessGuard, SecurityHeaders
 from rest_bridge.limits import BodySizeLimit
@@ -43,7 +43,12 @@ def create_app(settings: BridgeSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         channel = open_channel(settings, ca)
-        store = MediaStore(settings.media_dir, settings.media_retention_seconds)
+        store = MediaStore(
+            settings.media_dir,
+            settings.media_retention_seconds,
+            max_bytes=settings.media_max_bytes,
+            grace_seconds=settings.media_grace_seconds,
+        )
         app.state.backend = Backend(
             settings, channel, pb_grpc.AvatarServiceStub(channel), health_pb2_grpc.HealthStub(channel), store
         )
@@ -64,6 +69,7 @@ def create_app(settings: BridgeSettings | None = None) -> FastAPI:
     )
     app.state.security = security
     # Outermost last: headers on every answer, CORS (also on refusals, so a page can read them), then the guard.
+    app.add_middleware(CatchAll)  # innermost: a route's unexpected exception → 500 JSON with an error id
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes + _MULTIPART_OVERHEAD, paths=(INTERACT_PATH,))
     app.add_middleware(AccessGuard, security=security)
     if security.origins.allowed:
@@ -80,6 +86,7 @@ def create_app(settings: BridgeSettings | None = None) -> FastAPI:
     app.add_exception_handler(errors.BridgeError, errors.handle_bridge_error)
     app.add_exception_handler(StarletteHTTPException, errors.handle_http_error)
     app.add_exception_handler(RequestValidationError, errors.handle_validation_error)
+    app.add_exception_handler(Exception, errors.handle_unexpected_error)
     app.include_router(interact.router)
     app.include_router(media.router)
     app.include_router(health.router)

@@ -6,6 +6,8 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from rest_bridge.errors import log_error, new_error_id
+
 
 class BodySizeLimit:
     """ASGI middleware: 413 when Content-Length or the bytes received pass `max_bytes` on `paths`."""
@@ -48,9 +50,10 @@ class BodySizeLimit:
 
     async def _refuse(self, send: Send) -> None:
         limit_mb = self.max_bytes / (1024 * 1024)
-        body = json.dumps(
-            {"error": {"code": "PAYLOAD_TOO_LARGE", "message": f"The upload is over the {limit_mb:.0f} MB limit."}}
-        ).encode()
+        message = f"The upload is over the {limit_mb:.0f} MB limit."
+        error_id = new_error_id()
+        log_error(error_id, 413, "PAYLOAD_TOO_LARGE", message)
+        body = json.dumps({"error": {"code": "PAYLOAD_TOO_LARGE", "message": message, "error_id": error_id}}).encode()
         await send(
             {
                 "type": "http.response.start",

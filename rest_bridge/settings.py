@@ -31,6 +31,12 @@ class BridgeSettings(BaseSettings):
     allowed_origins: str = ""  # comma-separated origins besides the bridge's own (browsers' Origin header)
     allow_insecure: bool = False  # serve a non-loopback address without keys
 
+    # Hardening (media quota and the WebSocket's bounds)
+    media_max_bytes: int = 2 * 1024**3  # produced media on disk; least recently read files go first
+    media_grace_seconds: float = 60.0  # the quota evicts a file read this recently only when nothing else can go
+    ws_max_message_bytes: int = 1024 * 1024  # larger WebSocket messages are refused by the server (close 1009)
+    ws_outbox_bytes: int = 8 * 1024 * 1024  # unsent bridge → browser data before a browser that does not read is closed
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> BridgeSettings:

@@ -6,6 +6,8 @@ messages (mono PCM16 at that rate) and JSON `{"type": "text", "text"}`, `{"type"
 `{"type": "interrupt"}`.
 Bridge → client: JSON events `{"type": <event>, "turn_id", "session_id", ...}`; an `audio_chunk` event is
 followed at once by one binary message with its PCM16 samples.
+A malformed message (rest_bridge.ws_protocol) gets an `error` event with an `error_id`, then close 1008; so
+does a browser that leaves more than AVATAR_WS_OUTBOX_BYTES unread (without the event: it is not reading).
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -22,59 +23,25 @@ from avatar.v1 import avatar_pb2 as pb
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from rest_bridge.deps import get_backend
-from rest_bridge.errors import retry_after_ms
+from rest_bridge.errors import from_grpc, log_error, new_error_id, retry_after_ms
 from rest_bridge.guard import admit_websocket
+from rest_bridge.ws_protocol import (
+    ProtocolError,
+    audio_message,
+    config_message,
+    control_message,
+    parse_text_frame,
+)
+from rest_bridge.ws_streams import Outbox, RequestStream, close_socket
 
 log = logging.getLogger(__name__)
 router = APIRouter()
-_OUTPUT_NAMES = ("audio", "video", "animation")
 # WebSocket close codes (RFC 6455 registry) that tell the browser to come back rather than give up.
 CLOSE_TRY_AGAIN_LATER = 1013  # too many live sessions on the server
 CLOSE_SERVICE_RESTART = 1012  # the server is draining for shutdown
-
-
-class ProtocolError(Exception):
-    """The browser sent something out of order or malformed."""
-
-
-def config_message(data: dict[str, Any]) -> pb.ConverseConfig:
-    if data.get("type") != "config":
-        raise ProtocolError('The first message must be the config: {"type": "config", ...}.')
-    outputs = data.get("outputs")
-    options = None
-    if outputs is not None:
-        if not isinstance(outputs, list) or not set(outputs) <= set(_OUTPUT_NAMES):
-            raise ProtocolError("outputs must be a list of audio, video, animation.")
-        options = pb.OutputOptions(**{name: name in outputs for name in _OUTPUT_NAMES})
-    try:
-        return pb.ConverseConfig(
-            session_id=str(data.get("session_id", "")),
-            avatar_id=str(data.get("avatar_id", "")),
-            language=str(data.get("language", "")),
-            voice=str(data.get("voice", "")),
-            input_format=pb.AudioFormat(
-                encoding=pb.AUDIO_ENCODING_PCM16, sample_rate_hertz=int(data.get("sample_rate", 16000))
-            ),
-            outputs=options,
-            barge_in=bool(data.get("barge_in", False)),
-            end_silence_ms=int(data.get("end_silence_ms", 0)),
-            interim_results=bool(data.get("interim_results", False)),
-        )
-    except (TypeError, ValueError) as exc:
-        raise ProtocolError(f"Bad config: {exc}") from None
-
-
-def control_message(data: dict[str, Any]) -> pb.ConverseRequest:
-    kind = data.get("type")
-    if kind == "text":
-        return pb.ConverseRequest(text=str(data.get("text", "")))
-    if kind == "end_of_utterance":
-        return pb.ConverseRequest(end_of_utterance=pb.EndOfUtterance())
-    if kind == "interrupt":
-        return pb.ConverseRequest(interrupt=pb.Interrupt())
-    if kind == "config":
-        raise ProtocolError("The config may be sent only once, first.")
-    raise ProtocolError(f"Unknown message type {kind!r}; use text, end_of_utterance or interrupt.")
+CLOSE_POLICY = 1008  # a malformed message, or a browser that does not read what it is sent
+CLOSE_INTERNAL = 1011
+_DRAIN_SECONDS = 10.0  # at the end, how long queued events may take to reach the browser before it is closed
 
 
 def event_json(ev: pb.ConverseResponse) -> dict[str, Any]:
@@ -131,112 +98,142 @@ async def converse(ws: WebSocket) -> None:
     if not await admit_websocket(ws):  # Origin and key (ticket) checked before the upgrade is accepted
         return
     await ws.accept()
-    outbox: asyncio.Queue[pb.ConverseRequest | None] = asyncio.Queue(maxsize=256)
-
-    async def requests() -> AsyncIterator[pb.ConverseRequest]:
-        while (msg := await outbox.get()) is not None:
-            yield msg
-
-    async def read_browser() -> None:
-        first = True
-        while True:
-            message = await ws.receive()
-            if message["type"] == "websocket.disconnect":
-                raise WebSocketDisconnect(message.get("code", 1000))
-            if message.get("bytes") is not None:
-                if first:
-                    raise ProtocolError("The first message must be the JSON config, not audio.")
-                await outbox.put(pb.ConverseRequest(audio=message["bytes"]))
-                continue
-            try:
-                data = json.loads(message.get("text") or "")
-                assert isinstance(data, dict)
-            except (ValueError, AssertionError):
-                raise ProtocolError("Control messages must be JSON objects.") from None
-            await outbox.put(pb.ConverseRequest(config=config_message(data)) if first else control_message(data))
-            first = False
-
-    call = backend.avatar.Converse(requests())
-    reader = asyncio.create_task(read_browser())
-    # When the browser leaves or breaks the protocol, the gRPC call ends with it.
+    settings = backend.settings
+    requests = RequestStream()
+    outbox = Outbox(settings.ws_outbox_bytes)
+    call = backend.avatar.Converse(requests)
+    reader = asyncio.create_task(_read_browser(ws, requests, settings.max_text_chars))
+    sender = asyncio.create_task(outbox.run(ws))
+    # When the browser leaves, breaks the protocol or cannot be sent to, the gRPC call ends with it.
     reader.add_done_callback(lambda t: call.cancel() if t.cancelled() or t.exception() is not None else None)
+    sender.add_done_callback(lambda _: call.cancel())
     draining = False  # the server said it is shutting down (an UNAVAILABLE error event)
+    overflow = False
+    rpc_error: grpc.aio.AioRpcError | None = None
     try:
         async for ev in call:
-            await ws.send_json(event_json(ev))
+            frames: list[str | bytes] = [json.dumps(event_json(ev))]
             if ev.HasField("audio_chunk"):
-                await ws.send_bytes(ev.audio_chunk.pcm)
+                frames.append(ev.audio_chunk.pcm)
             elif ev.HasField("video_segment"):
-                await ws.send_bytes(ev.video_segment.video.data)
+                frames.append(ev.video_segment.video.data)
             elif ev.HasField("error"):
                 draining = ev.error.code == "UNAVAILABLE"
-        if draining:
-            await _close(ws, CLOSE_SERVICE_RESTART, _RESTART_REASON)
-        else:
-            await _close(ws, 1000, "")
+            if not outbox.put(*frames):
+                overflow = True
+                break
     except grpc.aio.AioRpcError as exc:
-        if exc.code() == grpc.StatusCode.UNAVAILABLE and draining:
-            await _close(ws, CLOSE_SERVICE_RESTART, _RESTART_REASON)  # the browser already has the error event
-        else:
-            await _send_rpc_error(ws, exc)
+        rpc_error = exc
     except asyncio.CancelledError:
-        if not reader.done():
+        if not (reader.done() or sender.done()):
             raise  # the bridge itself is stopping
-    except (WebSocketDisconnect, RuntimeError):
-        pass
     finally:
         call.cancel()
+        requests.finish()  # grpc's task that reads the requests ends too, instead of waiting forever
         reader.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await reader
-        # cancel() on a call that has already ended leaves grpc's task that drains requests() waiting on the
-        # outbox forever (destroyed pending at GC); ending the generator lets it finish. A full outbox means
-        # that task is not waiting on it.
-        with contextlib.suppress(asyncio.QueueFull):
-            outbox.put_nowait(None)
+    if sender.done():  # the browser is gone or a send failed: nothing more can reach it
+        return
+    if overflow:
+        error_id = new_error_id()
+        log_error(error_id, CLOSE_POLICY, "OUTBOX_FULL", f"over {outbox.max_bytes} bytes unsent; closing", failure=True)
+        sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sender
+        await close_socket(ws, CLOSE_POLICY, "Too much unread data: the client is not reading.")
+        return
+    _finish(outbox, reader, rpc_error, draining)
+    try:
+        await asyncio.wait_for(sender, _DRAIN_SECONDS)
+    except TimeoutError:  # the browser reads too slowly to take even what is queued
+        await close_socket(ws, CLOSE_POLICY, "The client is not reading.")
+
+
+def _finish(outbox: Outbox, reader: asyncio.Task[None], rpc_error: grpc.aio.AioRpcError | None, draining: bool) -> None:
+    """Queue the session's last words: an error event if any, then the close that fits how it ended."""
     problem = reader.exception() if reader.done() and not reader.cancelled() else None
     if isinstance(problem, ProtocolError):
-        await _send_error(ws, "INVALID_ARGUMENT", str(problem))
+        _error(outbox, "INVALID_ARGUMENT", str(problem), CLOSE_POLICY, str(problem))
+    elif problem is not None and not isinstance(problem, WebSocketDisconnect):
+        error_id = new_error_id()
+        log.error("error_id=%s reading the WebSocket failed", error_id, exc_info=problem)
+        message = "The bridge failed to read the message; the error id identifies it in its log."
+        _error(outbox, "INTERNAL", message, CLOSE_INTERNAL, "Internal error", error_id=error_id)
+    elif rpc_error is not None:
+        if rpc_error.code() == grpc.StatusCode.UNAVAILABLE and draining:
+            outbox.close(CLOSE_SERVICE_RESTART, _RESTART_REASON)  # the browser already has the error event
+        else:
+            _rpc_error(outbox, rpc_error)
+    elif problem is None:
+        outbox.close(CLOSE_SERVICE_RESTART, _RESTART_REASON) if draining else outbox.close(1000, "")
+
+
+async def _read_browser(ws: WebSocket, requests: RequestStream, max_text_chars: int) -> None:
+    """Browser messages → gRPC requests; a malformed one ends it with ProtocolError."""
+    rate: int | None = None  # set by the config
+    while True:
+        message = await ws.receive()
+        if message["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect(message.get("code", 1000))
+        frame = message.get("bytes")
+        if frame is not None:
+            if (audio := audio_message(frame, rate)) is not None:
+                await requests.put(audio)
+            continue
+        data = parse_text_frame(message.get("text") or "")
+        if rate is None:
+            config = config_message(data)
+            rate = config.input_format.sample_rate_hertz
+            await requests.put(pb.ConverseRequest(config=config))
+        else:
+            await requests.put(control_message(data, max_text_chars))
 
 
 _BUSY_REASON = "Server busy; retry later."
 _RESTART_REASON = "Server restarting; reconnect shortly."
 
 
-async def _send_rpc_error(ws: WebSocket, exc: grpc.aio.AioRpcError) -> None:
+def _rpc_error(outbox: Outbox, exc: grpc.aio.AioRpcError) -> None:
     """The call's final status as an error event, and a close code that says whether to come back."""
     code = exc.code()
-    message = exc.details() or code.name
+    shown = from_grpc(exc)  # the message a client may see; the details go to the log
     retry_ms = retry_after_ms(exc) if code == grpc.StatusCode.RESOURCE_EXHAUSTED else None
     if retry_ms is not None:  # a load refusal, not a size cap
-        await _send_error(ws, code.name, message, CLOSE_TRY_AGAIN_LATER, _BUSY_REASON, retry_after_ms=retry_ms)
+        close_code, reason = CLOSE_TRY_AGAIN_LATER, _BUSY_REASON
     elif code == grpc.StatusCode.UNAVAILABLE:
-        await _send_error(ws, code.name, message, CLOSE_SERVICE_RESTART, _RESTART_REASON)
+        close_code, reason = CLOSE_SERVICE_RESTART, _RESTART_REASON
     else:
-        await _send_error(ws, code.name, message)
+        close_code = CLOSE_POLICY if code == grpc.StatusCode.INVALID_ARGUMENT else CLOSE_INTERNAL
+        reason = shown.message
+    _error(
+        outbox,
+        code.name,
+        shown.message,
+        close_code,
+        reason,
+        retry_after_ms=retry_ms,
+        error_id=shown.error_id,
+        detail=shown.detail,
+    )
 
 
-async def _send_error(
-    ws: WebSocket,
+def _error(
+    outbox: Outbox,
     code: str,
     message: str,
-    close_code: int | None = None,
-    reason: str | None = None,
+    close_code: int,
+    reason: str,
     *,
     retry_after_ms: int | None = None,
+    error_id: str | None = None,
+    detail: str | None = None,
 ) -> None:
-    event: dict[str, Any] = {"type": "error", "code": code, "message": message, "turn_id": ""}
+    """An error event (with an error id, logged) and then the close, after what is already queued."""
+    error_id = error_id or new_error_id()
+    log_error(error_id, close_code, code, message, detail, failure=close_code != CLOSE_POLICY)
+    event: dict[str, Any] = {"type": "error", "code": code, "message": message, "turn_id": "", "error_id": error_id}
     if retry_after_ms is not None:
         event["retry_after_ms"] = retry_after_ms
-    with contextlib.suppress(Exception):
-        await ws.send_json(event)
-    if close_code is None:
-        close_code = 1008 if code == "INVALID_ARGUMENT" else 1011
-    await _close(ws, close_code, message if reason is None else reason)
-
-
-async def _close(ws: WebSocket, code: int, reason: str) -> None:
-    # A close reason may hold at most 123 bytes of UTF-8; a longer one would make the close itself fail.
-    reason = reason.encode()[:123].decode(errors="ignore")
-    with contextlib.suppress(Exception):
-        await ws.close(code=code, reason=reason)
+    outbox.put(json.dumps(event), force=True)
+    outbox.close(close_code, reason)

@@ -16,6 +16,7 @@ from starlette.types import Receive
 
 from rest_bridge.deps import BackendDep
 from rest_bridge.errors import BridgeError, from_grpc
+from rest_bridge.input_checks import InputError, check_id, check_language
 from rest_bridge.media_store import MediaStore
 
 log = logging.getLogger(__name__)
@@ -154,6 +155,12 @@ async def interact(
     has_audio = audio is not None and (audio.size or 0) > 0
     if has_text == has_audio:
         raise BridgeError(400, "BAD_REQUEST", "Send either an 'audio' file or a 'text' field (exactly one).")
+    try:  # cheap refusals before a gRPC call; the server checks the same and more
+        for field, value in (("session_id", session_id), ("avatar_id", avatar_id), ("voice", voice)):
+            check_id(field, value)
+        check_language(language)
+    except InputError as exc:
+        raise BridgeError(422, "INVALID_ARGUMENT", str(exc)) from None
     request = pb.InteractRequest(
         session_id=session_id, avatar_id=avatar_id, language=language, voice=voice, outputs=parse_outputs(outputs)
     )
