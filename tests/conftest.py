@@ -40,16 +40,23 @@ class ServerProcess:
 
 
 def start_server(
-    log_path: Path, extra_env: dict[str, str] | None = None, timeout: float = 180.0, root: Path = ROOT
+    log_path: Path,
+    extra_env: dict[str, str] | None = None,
+    timeout: float = 180.0,
+    root: Path = ROOT,
+    credentials: grpc.ChannelCredentials | None = None,
 ) -> ServerProcess:
     """Start `python -m avatar_server` (of the checkout at `root`) and wait for SERVING, recording the health
-    states seen."""
+    states seen. `credentials`: TLS for the health polling, when the server serves only TLS."""
     port = free_port()
     env = {**os.environ, "AVATAR_PORT": str(port), "AVATAR_HOST": "127.0.0.1", **(extra_env or {})}
     log = log_path.open("wb")
     proc = subprocess.Popen([sys.executable, "-m", "avatar_server"], cwd=root, env=env, stdout=log, stderr=log)
     server = ServerProcess(target=f"127.0.0.1:{port}", proc=proc, log_path=log_path)
-    channel = grpc.insecure_channel(server.target)
+    if credentials is None:
+        channel = grpc.insecure_channel(server.target)
+    else:
+        channel = grpc.secure_channel(server.target, credentials)
     stub = health_pb2_grpc.HealthStub(channel)
     deadline = time.monotonic() + timeout
     try:

@@ -135,7 +135,7 @@ def test_off_loopback_needs_keys_or_an_explicit_insecure() -> None:
         check_exposure(Settings(host="0.0.0.0"))
     message = str(err.value)
     assert "AVATAR_API_KEYS" in message and "AVATAR_ALLOW_INSECURE=true" in message and "\n" not in message
-    check_exposure(Settings(host="0.0.0.0", api_keys=KEY))
+    check_exposure(Settings(host="0.0.0.0", api_keys=(SecretStr(KEY),)))
     check_exposure(Settings(host="0.0.0.0", allow_insecure=True))
     check_exposure(Settings(host="127.0.0.1"))
 
