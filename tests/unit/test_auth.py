@@ -56,6 +56,14 @@ def test_caller_id_is_the_first_16_hex_of_the_tokens_sha256() -> None:
     assert key_id(KEY) == sha(KEY)[:8]
 
 
+def test_session_ids_bind_to_the_same_caller_id() -> None:
+    """avatar_server.session_ids computes the caller's identity on its own: both must agree."""
+    from avatar_server.session_ids import caller_id as session_caller_id
+
+    for metadata in ([("authorization", f"Bearer {KEY}")], [("Authorization", f"bearer {KEY} ")], [], None):
+        assert session_caller_id(metadata) == caller_id(metadata)
+
+
 def test_key_ring_takes_plain_keys_and_their_sha256() -> None:
     ring = KeyRing([SecretStr(KEY), SecretStr(f"sha256:{sha('second-key')}")])
     assert len(ring) == 2 and ring
