@@ -82,6 +82,9 @@ def add_to_server(service: AvatarService, server: grpc.aio.Server) -> None:
     def raw(data: bytes) -> bytes:
         return data
 
+    async def converse(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        await service.Converse(_parsed(requests), context)  # (a coroutine function: grpc.aio checks)
+
     handlers = {
         "Interact": grpc.unary_unary_rpc_method_handler(
             _unary(pb.InteractRequest, service.Interact),
@@ -89,7 +92,7 @@ def add_to_server(service: AvatarService, server: grpc.aio.Server) -> None:
             response_serializer=pb.InteractResponse.SerializeToString,
         ),
         "Converse": grpc.stream_stream_rpc_method_handler(
-            lambda requests, context: service.Converse(_parsed(requests), context),
+            converse,
             request_deserializer=raw,
             response_serializer=pb.ConverseResponse.SerializeToString,
         ),
