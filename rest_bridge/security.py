@@ -198,7 +198,7 @@ class Security:
         return cls(
             keys=KeySet.parse(settings.api_keys.get_secret_value()),
             origins=OriginPolicy.parse(settings.allowed_origins),
-            tickets=TicketBook(),
+            tickets=TicketBook(ttl=settings.ws_ticket_seconds),
         )
 
 

@@ -30,6 +30,7 @@ class BridgeSettings(BaseSettings):
     grpc_ca_file: Path | None = None  # TLS to avatar_server, trusting this CA bundle (PEM)
     allowed_origins: str = ""  # comma-separated origins besides the bridge's own (browsers' Origin header)
     allow_insecure: bool = False  # serve a non-loopback address without keys
+    ws_ticket_seconds: float = 30.0  # how long a WebSocket ticket stays valid (it is also single-use)
 
     # Hardening (media quota and the WebSocket's bounds)
     media_max_bytes: int = 2 * 1024**3  # produced media on disk; least recently read files go first

@@ -26,4 +26,4 @@ class Ticket(BaseModel):
 async def converse_ticket(request: Request, response: Response) -> Ticket:
     security: Security = request.app.state.security
     response.headers["Cache-Control"] = "no-store"
-    return Ticket(ticket=security.tickets.issue(), expires_in=int(security.tickets.ttl))
+    return Ticket(ticket=security.tickets.issue(), expires_in=max(1, int(security.tickets.ttl)))
