@@ -21,7 +21,7 @@ from rest_bridge import errors
 from rest_bridge.backend import Backend
 from rest_bridge.catch_all import CatchAll
 from rest_bridge.grpc_channel import open_channel, read_ca
-from rest_bridge.guard import AccessGuard, SecurityHeaders
+from rest_bridge.guard import AccessGuard, SecurityHeaders, document_security
 from rest_bridge.limits import BodySizeLimit
 from rest_bridge.media_store import MediaStore
 from rest_bridge.routes import avatars, converse, health, interact, media, ticket
@@ -93,6 +93,7 @@ def create_app(settings: BridgeSettings | None = None) -> FastAPI:
     app.include_router(avatars.router)
     app.include_router(converse.router)
     app.include_router(ticket.router)
+    document_security(app, keys_required=security.keys.enabled)
     if (settings.widget_dir / "index.html").is_file():
         app.mount("/", StaticFiles(directory=settings.widget_dir, html=True), name="widget")
     else:

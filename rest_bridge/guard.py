@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
-from fastapi import WebSocket
+from fastapi import FastAPI, WebSocket
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -163,3 +164,32 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+def document_security(app: FastAPI, *, keys_required: bool) -> None:
+    """Declare the Bearer scheme in the OpenAPI schema (/docs gets an Authorize button) and the answers the
+    guard gives: 401 on /api/v1/* when keys are required, 403 on a foreign Origin's POST."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = build()
+        error = {"description": "Error", "content": {"application/json": {"schema": {"type": "object"}}}}
+        schema.setdefault("components", {}).setdefault("securitySchemes", {})["bearer"] = {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "One of the bridge's AVATAR_API_KEYS",
+        }
+        for path, operations in schema.get("paths", {}).items():
+            for method, operation in operations.items():
+                responses = operation.setdefault("responses", {})
+                if keys_required and path.startswith(API_PREFIX):
+                    operation["security"] = [{"bearer": []}]
+                    responses.setdefault("401", {**error, "description": "Missing or wrong API key"})
+                if method.upper() not in _SAFE_METHODS:
+                    responses.setdefault("403", {**error, "description": "The request's Origin is not allowed"})
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

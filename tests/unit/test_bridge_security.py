@@ -224,3 +224,16 @@ def test_bad_settings_stop_the_app_with_a_named_setting(tmp_path: Path) -> None:
         create_app(BridgeSettings(allowed_origins="*"))
     with pytest.raises(SecurityConfigError, match="without authentication"):
         create_app(BridgeSettings(bridge_host="0.0.0.0"))
+
+
+def test_openapi_declares_the_bearer_scheme(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()  # open, like /docs
+    assert schema["components"]["securitySchemes"]["bearer"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "One of the bridge's AVATAR_API_KEYS",
+    }
+    interact = schema["paths"]["/api/v1/avatar/interact"]["post"]
+    assert interact["security"] == [{"bearer": []}] and {"401", "403"} <= set(interact["responses"])
+    health = schema["paths"]["/healthz"]["get"]
+    assert "security" not in health and "401" not in health["responses"]
