@@ -55,16 +55,17 @@ def _encode(container_format: str, codec: str, samples: npt.NDArray[np.float32],
     buf = io.BytesIO()
     with av.open(buf, "w", format=container_format) as out:
         stream = out.add_stream(codec, rate=rate, layout="mono")
+        assert isinstance(stream, av.AudioStream)
         for key, value in options.items():
-            stream.codec_context.options[key] = value  # type: ignore[attr-defined]
+            stream.codec_context.options[key] = value
         pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype(np.int16)
         step = OPUS_FRAME if codec == "libopus" else 1024
         for i in range(0, len(pcm), step):
             frame = av.AudioFrame.from_ndarray(pcm[i : i + step].reshape(1, -1), format="s16", layout="mono")
             frame.sample_rate = rate
             frame.pts = i
-            out.mux(stream.encode(frame))  # type: ignore[attr-defined]
-        out.mux(stream.encode(None))  # type: ignore[attr-defined]
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
     return buf.getvalue()
 
 

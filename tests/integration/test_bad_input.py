@@ -187,17 +187,21 @@ class Case:
     listener: bool = False  # a playlist naming the listener's URL: nothing may connect to it
 
 
+def _playlist_grpc(kind: str, mime: str) -> Case:
+    return Case(lambda e: e.grpc(audio(bad.playlist_texts(e.port)[kind], mime)), (IA,), listener=True)
+
+
+def _playlist_rest(kind: str, mime: str) -> Case:
+    return Case(lambda e: e.rest_audio(bad.playlist_texts(e.port)[kind], mime), ("415",), listener=True)
+
+
 def _playlists() -> dict[str, Case]:
     cases: dict[str, Case] = {}
     for kind in ("hls", "concat"):
         for mime in ("audio/wav", "audio/ogg", "audio/webm"):
-            cases[f"grpc-{kind}-as-{mime}"] = Case(
-                lambda e, k=kind, m=mime: e.grpc(audio(bad.playlist_texts(e.port)[k], m)), (IA,), listener=True
-            )
+            cases[f"grpc-{kind}-as-{mime}"] = _playlist_grpc(kind, mime)
     for kind, mime in (("hls", "audio/wav"), ("hls", "audio/ogg"), ("hls", "audio/webm"), ("concat", "audio/wav")):
-        cases[f"rest-{kind}-as-{mime}"] = Case(
-            lambda e, k=kind, m=mime: e.rest_audio(bad.playlist_texts(e.port)[k], m), ("415",), listener=True
-        )
+        cases[f"rest-{kind}-as-{mime}"] = _playlist_rest(kind, mime)
     return cases
 
 
@@ -296,7 +300,7 @@ CASES: dict[str, Case] = {
 @pytest.fixture(scope="module")
 def procs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ServerProcess, BridgeProcess]]:
     folder = tmp_path_factory.mktemp("bad_input")
-    server = start_server(folder / "server.log")
+    server = start_server(folder / "server.log", timeout=600)  # model warm-up is slow on a busy machine
     try:
         bridge = start_bridge(folder, server.target)
         try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import grpc
 import hypothesis.strategies as st
@@ -22,7 +22,7 @@ from avatar.v1 import avatar_pb2_grpc as pb_grpc
 from hypothesis import HealthCheck, Phase, given, settings
 
 from tests import bad_inputs as bad
-from tests.conftest import BridgeProcess, ServerProcess
+from tests.conftest import BridgeProcess, ServerProcess, start_bridge, start_server, stop_bridge, stop_server
 
 pytestmark = pytest.mark.slow
 BUDGET_SECONDS = 45.0  # per test: examples past it are skipped (the count ran is asserted to be useful)
@@ -51,12 +51,27 @@ class Budget:
         return True
 
 
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """This module's own server (its log is this module's alone); model warm-up is slow on a busy machine."""
+    srv = start_server(tmp_path_factory.mktemp("fuzz") / "server.log", timeout=600)
+    yield srv
+    stop_server(srv)
+
+
+@pytest.fixture(scope="module")
+def bridge(server: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BridgeProcess]:
+    b = start_bridge(tmp_path_factory.mktemp("fuzz_bridge"), server.target)
+    yield b
+    stop_bridge(b)
+
+
 @pytest.mark.parametrize("mode", [schemathesis.GenerationMode.NEGATIVE, schemathesis.GenerationMode.POSITIVE])
 def test_bridge_openapi_never_answers_5xx(bridge: BridgeProcess, mode: schemathesis.GenerationMode) -> None:
     schema = schemathesis.openapi.from_url(f"{bridge.url}/openapi.json")
     failures: list[str] = []
     budget = Budget()
-    operations = [op.ok() for op in schema.get_all_operations()]
+    operations = [cast(Any, result).ok() for result in schema.get_all_operations()]
     assert any(op.path == "/api/v1/avatar/interact" for op in operations), [op.label for op in operations]
     for op in operations:
         # An interact call with valid text is a real LLM turn: fewer of those.
@@ -191,3 +206,9 @@ def test_converse_never_internal(stub: pb_grpc.AvatarServiceStub, server: Server
     assert budget.ran >= 10, f"only {budget.ran} examples ran within {BUDGET_SECONDS} s"
     assert not failures, "\n".join(failures)
     assert server.proc.poll() is None
+
+
+def test_no_traceback_in_the_logs(server: ServerProcess, bridge: BridgeProcess) -> None:
+    for name, log in (("server", server.log()), ("bridge", bridge.log())):
+        i = log.find("Traceback")
+        assert i < 0, f"a traceback in the {name} log:\n{log[max(0, i - 300) : i + 1500]}"
