@@ -8,6 +8,7 @@ import sys
 
 import uvicorn
 
+from rest_bridge import log_filters
 from rest_bridge.app import create_app
 from rest_bridge.security import SecurityConfigError
 from rest_bridge.settings import get_settings
@@ -25,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     except SecurityConfigError as exc:
         print(f"rest_bridge: {exc}", file=sys.stderr)
         return 2
+    log_filters.install()
     uvicorn.run(
         app,
         host=args.host,

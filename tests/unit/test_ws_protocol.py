@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -300,3 +301,19 @@ def close_code(stream: bytes) -> int | None:
             return int.from_bytes(stream[i : i + 2], "big")
         i += length
     return None
+
+
+def test_uvicorns_invalid_utf8_error_becomes_one_info_line(caplog: pytest.LogCaptureFixture) -> None:
+    from rest_bridge.log_filters import ClientFaultFilter
+
+    logger = logging.getLogger("test.uvicorn.error")
+    logger.addFilter(ClientFaultFilter())
+    with caplog.at_level(logging.INFO, logger.name):
+        try:
+            b"\xff".decode()
+        except UnicodeDecodeError:
+            logger.exception("Invalid UTF-8 sequence received from client.")
+        logger.error("something else")
+    first, other = caplog.records
+    assert (first.levelname, first.exc_info) == ("INFO", None) and "1007" in first.getMessage()
+    assert "Traceback" not in caplog.text and other.levelname == "ERROR"
