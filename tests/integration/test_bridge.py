@@ -214,11 +214,13 @@ def test_old_media_is_deleted(server: ServerProcess, tmp_path: Path) -> None:
             f"{quick.url}/api/v1/avatar/interact", data={"text": "Hi", "outputs": "audio"}, timeout=120
         ).json()
         assert httpx.get(f"{quick.url}{body['audio_url']}").status_code in (200, 404)
+        # Retention counts from the last read (each GET keeps it): wait without reading, then ask once.
         deadline = time.monotonic() + 10
-        while httpx.get(f"{quick.url}{body['audio_url']}").status_code != 404:
+        while list((quick.media_dir / "audio").glob("*.wav")):
             assert time.monotonic() < deadline, "media outlived its retention"
             time.sleep(0.25)
-        assert not list((quick.media_dir / "audio").glob("*.wav"))
+        gone = httpx.get(f"{quick.url}{body['audio_url']}")
+        assert gone.status_code == 404 and gone.json()["error"]["code"] == "NOT_FOUND"
     finally:
         stop_bridge(quick)
 
