@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+
 import av
 import numpy as np
 import numpy.typing as npt
 
 from avatar_server.errors import InvalidInput
 from avatar_server.media.audio import STT_SAMPLE_RATE
+
+log = logging.getLogger(__name__)
 
 
 class AudioInput:
@@ -36,7 +40,8 @@ class AudioInput:
             try:
                 frames = self._decoder.decode(av.Packet(data))
             except av.FFmpegError as exc:
-                raise InvalidInput(f"An Opus packet could not be decoded: {exc}") from None
+                log.info("an Opus packet could not be decoded: %s", exc)  # FFmpeg's words: the log's, not the client's
+                raise InvalidInput("An Opus packet could not be decoded: send one Opus packet per message.") from None
             pieces = [np.asarray(f.to_ndarray(), dtype=np.float32).mean(axis=0) for f in frames]
             samples = np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
             if frames and frames[0].format.name in ("s16", "s16p"):
