@@ -27,6 +27,7 @@ def caller_id(metadata: Iterable[tuple[str, str | bytes]] | None) -> str:
         scheme, _, token = text.strip().partition(" ")
         if scheme.lower() == "bearer" and token.strip():
             return hashlib.sha256(token.strip().encode("utf-8")).hexdigest()[:16]
+        return ""  # the first authorization entry decides
     return ""
 
 

@@ -263,6 +263,19 @@ def test_caller_id_from_the_bearer_token() -> None:
     assert caller_id(None) == "" and caller_id((("authorization", "Basic abc"),)) == ""
 
 
+def test_caller_id_agrees_with_the_auth_interceptor() -> None:
+    from avatar_server.transport import auth
+
+    for metadata in (
+        (("authorization", "Bearer k1"),),
+        (("authorization", b"Bearer k2"), ("authorization", "Bearer k3")),
+        (("authorization", "Basic x"), ("authorization", "Bearer k4")),
+        (("x", "y"),),
+        (),
+    ):
+        assert caller_id(metadata) == auth.caller_id(metadata)
+
+
 def test_internal_errors_reach_the_client_as_an_id(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.ERROR):
         try:
