@@ -56,7 +56,9 @@ async def test_spoken_turn_over_websocket(bridge: BridgeProcess, clips: dict[str
     kinds = [e["type"] for e in events]
     assert kinds[:3] == ["speech_started", "speech_ended", "transcript"], kinds
     assert word_error_rate(clip.text, events[2]["text"]) <= 0.2
-    assert {e["session_id"] for e in events} == {"ws-1"} and len({e["turn_id"] for e in events}) == 1
+    # "ws-1" was not issued by the server: the session runs under one id the server issued.
+    sessions = {e["session_id"] for e in events}
+    assert len(sessions) == 1 and sessions != {"ws-1"} and len({e["turn_id"] for e in events}) == 1
     assert "animation_frames" in kinds and kinds.index("animation_frames") < kinds.index("audio_chunk")
     assert audio and sum(len(a) for a in audio) > 22050  # more than half a second of reply audio
     done = events[-1]

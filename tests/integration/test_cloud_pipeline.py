@@ -50,7 +50,9 @@ def test_interact_on_the_llm_service_and_elevenlabs(tmp_path: Path) -> None:
                     pb.InteractRequest(text="Who are you?", voice="elevenlabs:grace-voice", session_id="c1"), timeout=60
                 )
                 second = stub.Interact(
-                    pb.InteractRequest(text="And again?", session_id="c1", outputs=pb.OutputOptions(audio=True)),
+                    pb.InteractRequest(
+                        text="And again?", session_id=first.session_id, outputs=pb.OutputOptions(audio=True)
+                    ),
                     timeout=60,
                 )
                 caps = stub.GetCapabilities(pb.GetCapabilitiesRequest(), timeout=10)
