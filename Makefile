@@ -8,7 +8,7 @@ STAMPS := .make
 # llama-cpp-python builds from source (no binary wheel on PyPI); a lean build, cached by pip afterwards.
 LLAMA_CMAKE_ARGS := -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF \
 	-DLLAMA_BUILD_SERVER=OFF -DLLAMA_CURL=OFF -DLLAVA_BUILD=OFF -DMTMD_BUILD=OFF -DGGML_OPENMP=OFF
-SYSTEM_PACKAGES := espeak-ng flite festival festvox-us-slt-hts alsa-utils chromium docker-compose nginx-light openssl
+SYSTEM_PACKAGES := espeak-ng flite festival festvox-us-slt-hts alsa-utils chromium docker-compose nginx-light openssl redis-server
 ARCTIC_WAV := tests/.data/arctic_a0007.wav
 ARCTIC_SHA256 := 1b850392f8c87ee2efe5a686523f1bab61d2a38d59bc43d1127e17e406f9e57d
 # CMU Sphinx's test recordings (BSD-2-Clause), from the pocketsphinx 5.1.1 sdist: "go forward ten meters"
