@@ -7,6 +7,7 @@ server on loopback or a private network.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -18,10 +19,33 @@ from rest_bridge.settings import BridgeSettings
 
 log = logging.getLogger(__name__)
 
+_SERVICE = "avatar.v1.AvatarService"
+# Several replicas (AVATAR_GRPC_TARGET=dns:///name or ipv4:a:p,b:q): calls go round robin over the replicas
+# whose gRPC health says SERVING (a draining or stalled one gets no new calls), and a unary call that fails
+# UNAVAILABLE (the replica died or refused it before answering: the turn never started) is tried again on
+# another. Converse is a stream and is never retried: the WebSocket gets an error event and reconnects.
+SERVICE_CONFIG: dict[str, Any] = {
+    "loadBalancingConfig": [{"round_robin": {}}],
+    "healthCheckConfig": {"serviceName": _SERVICE},
+    "methodConfig": [
+        {
+            "name": [{"service": _SERVICE, "method": m} for m in ("Interact", "GetCapabilities", "GetAvatarFace")],
+            "retryPolicy": {
+                "maxAttempts": 4,
+                "initialBackoff": "0.1s",
+                "maxBackoff": "1s",
+                "backoffMultiplier": 2,
+                "retryableStatusCodes": ["UNAVAILABLE"],
+            },
+        }
+    ],
+}
 CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.max_receive_message_length", 64 << 20),
     ("grpc.max_send_message_length", 64 << 20),
-    ("grpc.lb_policy_name", "round_robin"),  # several avatar_server replicas behind one DNS name
+    ("grpc.service_config", json.dumps(SERVICE_CONFIG)),
+    ("grpc.enable_retries", 1),
+    ("grpc.per_rpc_retry_buffer_size", 64 << 20),  # a request up to this size can be sent again
 ]
 
 
@@ -86,7 +110,8 @@ def open_channel(settings: BridgeSettings, ca: bytes | None) -> grpc.aio.Channel
     if ca is not None:
         credentials = grpc.ssl_channel_credentials(root_certificates=ca)
         return grpc.aio.secure_channel(settings.grpc_target, credentials, CHANNEL_OPTIONS, interceptors=interceptors)
-    host = settings.grpc_target.rsplit(":", 1)[0].removeprefix("dns:///").removeprefix("ipv4:")
-    if key and not is_loopback(host):
-        log.warning("The bridge's key for %s travels in plaintext; set AVATAR_GRPC_CA_FILE for TLS", host)
+    addresses = settings.grpc_target.removeprefix("dns:///").removeprefix("ipv4:").split(",")  # a list: replicas
+    hosts = [address.rsplit(":", 1)[0] for address in addresses]
+    if key and not all(is_loopback(host) for host in hosts):
+        log.warning("The bridge's key for %s travels in plaintext; set AVATAR_GRPC_CA_FILE for TLS", ",".join(hosts))
     return grpc.aio.insecure_channel(settings.grpc_target, CHANNEL_OPTIONS, interceptors=interceptors)

@@ -6,6 +6,7 @@ travels as `authorization: Bearer <key>` metadata on every call, over TLS or (on
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,12 +15,34 @@ from typing import Any
 import grpc
 
 _MAX_MESSAGE = 64 * 1024 * 1024
-# round_robin spreads calls over every address a target resolves to ("dns:///avatar-engine:7860" with
-# several replicas); with one address it changes nothing.
+_SERVICE = "avatar.v1.AvatarService"
+# Several replicas ("dns:///avatar-engine:7860" resolving to each, or "ipv4:10.0.0.1:7860,10.0.0.2:7860"):
+# round_robin over the replicas whose gRPC health says SERVING (a draining or stalled one gets no new calls);
+# a unary call that fails UNAVAILABLE (its replica died or refused it before answering: the turn never
+# started) is tried again, on another replica. Converse, a stream, is not: open a new one with the last
+# session_id (see AsyncAvatarClient.converse). With one address none of this changes anything.
+SERVICE_CONFIG: dict[str, Any] = {
+    "loadBalancingConfig": [{"round_robin": {}}],
+    "healthCheckConfig": {"serviceName": _SERVICE},
+    "methodConfig": [
+        {
+            "name": [{"service": _SERVICE, "method": m} for m in ("Interact", "GetCapabilities", "GetAvatarFace")],
+            "retryPolicy": {
+                "maxAttempts": 4,
+                "initialBackoff": "0.1s",
+                "maxBackoff": "1s",
+                "backoffMultiplier": 2,
+                "retryableStatusCodes": ["UNAVAILABLE"],
+            },
+        }
+    ],
+}
 DEFAULT_OPTIONS: tuple[tuple[str, Any], ...] = (
     ("grpc.max_receive_message_length", _MAX_MESSAGE),
     ("grpc.max_send_message_length", _MAX_MESSAGE),
-    ("grpc.lb_policy_name", "round_robin"),
+    ("grpc.service_config", json.dumps(SERVICE_CONFIG)),
+    ("grpc.enable_retries", 1),
+    ("grpc.per_rpc_retry_buffer_size", _MAX_MESSAGE),  # a request up to this size can be sent again
 )
 PathLike = str | os.PathLike[str]
 
