@@ -271,6 +271,15 @@ export function AvatarChatWidget({
         status.playback(playing);
         showLive();
       },
+      // The server went away (a replica restarted or died): the session reconnects on its own and goes on.
+      onReconnecting: () => {
+        if (live.current === session) setError("The connection was lost; reconnecting…");
+      },
+      onReconnected: () => {
+        if (live.current !== session) return;
+        setError("");
+        showLive();
+      },
       onClose: (reason) => {
         if (live.current === session) {
           live.current = null;

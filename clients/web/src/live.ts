@@ -17,13 +17,28 @@ export interface LiveOptions {
   bargeIn?: boolean;
   /** The bridge's API key: a one-use ticket is fetched with it just before the socket opens. */
   apiKey?: string;
+  /** The waits before each try to reconnect when the server goes away (a replica restarts or dies: close 1012,
+   * 1013, 1001 or a dropped connection); the session goes on under its last session_id. [] turns it off. */
+  reconnectDelaysMs?: number[];
 }
+
+export const RECONNECT_DELAYS_MS = [250, 500, 1000, 2000, 4000];
+/** Close codes after which the same session is worth opening again: going away (1001), dropped (1006),
+ * service restart (1012), try again later (1013). Not a normal end, a policy violation or an internal error. */
+export const RECONNECT_CODES = new Set([1001, 1006, 1012, 1013]);
+/** A connection that lived this long, or carried an event, was a working one: its loss starts the tries anew. */
+const SETTLED_MS = 10_000;
 
 export interface LiveHandlers {
   /** A server event. An audio_chunk is handed on once its audio is scheduled; the chunks and animation frames
    * of a dropped turn (interrupted) are not handed on. */
   onEvent(event: LiveEvent): void;
+  /** The session ended and will not reconnect (a normal end, an error, or every reconnect failed). */
   onClose(reason: string): void;
+  /** The connection was lost; try `attempt` to reconnect comes in `delayMs`. */
+  onReconnecting?(attempt: number, delayMs: number): void;
+  /** A new connection carries on the session. */
+  onReconnected?(): void;
   /** Reply audio began (true) or stopped (false) playing. */
   onPlayback?(playing: boolean): void;
 }
@@ -148,6 +163,14 @@ export class LiveSession {
   private dropped = new Set<string>();
   private playing = false;
   chunksPlayed = 0;
+  /** The last session id the server sent: a reconnect carries on that session. */
+  sessionId = "";
+  private stopped = false;
+  private attempts = 0; // reconnect tries since the last working connection
+  private settled = false; // the current connection carried an event or lived SETTLED_MS
+  private openedAt = 0;
+  private retryAfterMs = 0; // from the last error event (a busy server says how long to wait)
+  private wakeUp: (() => void) | null = null;
 
   constructor(
     private readonly apiBase: string,
@@ -161,31 +184,12 @@ export class LiveSession {
     });
     this.input = new AudioContext();
     this.output = new AudioContext();
-    // Fetched after the microphone prompt, which may take the person longer than the ticket lives.
-    const ticket = this.options.apiKey ? await converseTicket(this.apiBase, this.options.apiKey) : undefined;
-    const ws = new WebSocket(websocketUrl(this.apiBase, window.location, ticket));
-    ws.binaryType = "arraybuffer";
-    this.ws = ws;
-    await new Promise<void>((resolve, reject) => {
-      ws.onopen = () => resolve();
-      ws.onerror = () => reject(new Error("The live connection could not be opened."));
-    });
-    ws.send(
-      JSON.stringify({
-        type: "config",
-        sample_rate: this.input.sampleRate,
-        session_id: this.options.sessionId ?? "",
-        avatar_id: this.options.avatarId ?? "",
-        language: this.options.language ?? "",
-        barge_in: this.options.bargeIn ?? false,
-        outputs: ["audio", "animation"],
-      }),
-    );
-    ws.onmessage = (m) => this.onMessage(m.data as string | ArrayBuffer);
-    ws.onclose = (e) => this.handlers.onClose(e.reason || "closed");
+    this.sessionId = this.options.sessionId ?? "";
+    await this.connect();
     const source = this.input.createMediaStreamSource(this.stream);
     const send = (pcm: Float32Array) => {
-      if (ws.readyState === WebSocket.OPEN) ws.send(toPcm16(pcm));
+      const ws = this.ws; // the current connection: a reconnect replaces it
+      if (ws && ws.readyState === WebSocket.OPEN) ws.send(toPcm16(pcm));
     };
     this.capture = await captureNode(this.input, send);
     this.captureKind = this.capture instanceof ScriptProcessorNode ? "script-processor" : "worklet";
@@ -193,8 +197,84 @@ export class LiveSession {
     this.capture.connect(this.input.destination); // silent: it only keeps the graph pulling
   }
 
+  /** Opens a socket (with a fresh ticket when there is a key) and sends the config, with the last session id. */
+  private async connect(): Promise<void> {
+    // Fetched after the microphone prompt, which may take the person longer than the ticket lives.
+    const ticket = this.options.apiKey ? await converseTicket(this.apiBase, this.options.apiKey) : undefined;
+    if (this.stopped) return;
+    const ws = new WebSocket(websocketUrl(this.apiBase, window.location, ticket));
+    ws.binaryType = "arraybuffer";
+    this.ws = ws;
+    await new Promise<void>((resolve, reject) => {
+      ws.onopen = () => resolve();
+      ws.onerror = () => reject(new Error("The live connection could not be opened."));
+    });
+    if (this.stopped) {
+      ws.close();
+      return;
+    }
+    ws.send(
+      JSON.stringify({
+        type: "config",
+        sample_rate: this.input?.sampleRate ?? 48000,
+        session_id: this.sessionId,
+        avatar_id: this.options.avatarId ?? "",
+        language: this.options.language ?? "",
+        barge_in: this.options.bargeIn ?? false,
+        outputs: ["audio", "animation"],
+      }),
+    );
+    this.openedAt = Date.now();
+    this.settled = false;
+    this.retryAfterMs = 0;
+    ws.onmessage = (m) => this.onMessage(m.data as string | ArrayBuffer);
+    ws.onclose = (e) => this.closed(ws, e);
+  }
+
+  private closed(ws: WebSocket, e: { code?: number; reason: string }): void {
+    if (ws !== this.ws || this.stopped) return;
+    this.ws = null;
+    this.pendingChunk = null;
+    const delays = this.options.reconnectDelaysMs ?? RECONNECT_DELAYS_MS;
+    if (!RECONNECT_CODES.has(e.code ?? 1006) || delays.length === 0) {
+      this.handlers.onClose(e.reason || "closed");
+      return;
+    }
+    if (this.settled || Date.now() - this.openedAt >= SETTLED_MS) this.attempts = 0;
+    this.stopPlayback(); // the reply in flight is gone with its server
+    void this.reconnect(delays, e.reason || "closed");
+  }
+
+  /** Tries to open the session again, waiting `delays` between tries; onClose when none works. */
+  private async reconnect(delays: number[], reason: string): Promise<void> {
+    while (this.attempts < delays.length) {
+      const delay = Math.max(delays[this.attempts], this.retryAfterMs);
+      this.attempts += 1;
+      this.handlers.onReconnecting?.(this.attempts, delay);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, delay);
+        this.wakeUp = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.wakeUp = null;
+      if (this.stopped) return;
+      try {
+        await this.connect();
+        if (this.stopped) return;
+        this.handlers.onReconnected?.();
+        return;
+      } catch {
+        this.ws = null; // not opened (or no ticket): the next try
+      }
+    }
+    if (!this.stopped) this.handlers.onClose(reason);
+  }
+
   private onMessage(data: string | ArrayBuffer): void {
     if (typeof data !== "string") {
+      this.settled = true;
       const meta = this.pendingChunk;
       this.pendingChunk = null;
       if (meta && !this.dropped.has(meta.turn_id)) {
@@ -204,6 +284,9 @@ export class LiveSession {
       return;
     }
     const event = JSON.parse(data) as LiveEvent;
+    if (event.session_id) this.sessionId = event.session_id;
+    if (event.type !== "error") this.settled = true; // a working session (an error event may end it at once)
+    else if (typeof event.retry_after_ms === "number") this.retryAfterMs = event.retry_after_ms;
     if (event.type === "audio_chunk") {
       this.pendingChunk = event; // handed on with its audio, the next binary message
       return;
@@ -303,6 +386,8 @@ export class LiveSession {
   }
 
   stop(): void {
+    this.stopped = true;
+    this.wakeUp?.();
     this.stopPlayback();
     this.capture?.disconnect();
     this.stream?.getTracks().forEach((t) => t.stop());

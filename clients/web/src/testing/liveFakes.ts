@@ -54,17 +54,27 @@ class FakeAudioContext {
 
 export class FakeWebSocket {
   static readonly OPEN = 1;
+  /** How many of the next sockets fail to open (no server there). */
+  static refuse = 0;
   readyState = 0;
   binaryType = "blob";
   sent: unknown[] = [];
   onopen: (() => void) | null = null;
   onerror: (() => void) | null = null;
-  onclose: ((e: { reason: string }) => void) | null = null;
+  onclose: ((e: { code: number; reason: string }) => void) | null = null;
   onmessage: ((m: { data: string | ArrayBuffer }) => void) | null = null;
 
   constructor(readonly url: string) {
     fakes.sockets.push(this);
+    const refused = FakeWebSocket.refuse > 0;
+    if (refused) FakeWebSocket.refuse -= 1;
     queueMicrotask(() => {
+      if (refused) {
+        this.readyState = 3;
+        this.onerror?.();
+        this.onclose?.({ code: 1006, reason: "" });
+        return;
+      }
       this.readyState = FakeWebSocket.OPEN;
       this.onopen?.();
     });
@@ -74,6 +84,11 @@ export class FakeWebSocket {
   }
   close(): void {
     this.readyState = 3;
+  }
+  /** The bridge closes the connection. */
+  serverClose(code: number, reason = ""): void {
+    this.readyState = 3;
+    this.onclose?.({ code, reason });
   }
   /** A JSON event from the server. */
   event(type: string, turnId: string, fields: Record<string, unknown> = {}): void {
@@ -102,6 +117,7 @@ export function installLiveFakes(): () => void {
   fakes.sources = [];
   fakes.sockets = [];
   fakes.contexts = [];
+  FakeWebSocket.refuse = 0;
   vi.stubGlobal("AudioContext", FakeAudioContext);
   vi.stubGlobal("ScriptProcessorNode", FakeScriptProcessor);
   vi.stubGlobal("WebSocket", FakeWebSocket);
