@@ -17,7 +17,7 @@ from fastapi.staticfiles import StaticFiles
 from grpc_health.v1 import health_pb2_grpc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from rest_bridge import errors
+from rest_bridge import errors, observability
 from rest_bridge.backend import Backend
 from rest_bridge.catch_all import CatchAll
 from rest_bridge.grpc_channel import open_channel, read_ca
@@ -42,7 +42,7 @@ def create_app(settings: BridgeSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        channel = open_channel(settings, ca)
+        channel = open_channel(settings, ca, obs.grpc_interceptors())
         store = MediaStore(
             settings.media_dir,
             settings.media_retention_seconds,
@@ -60,6 +60,7 @@ def create_app(settings: BridgeSettings | None = None) -> FastAPI:
             with contextlib.suppress(asyncio.CancelledError):
                 await purger
             await channel.close()
+            obs.close()
 
     app = FastAPI(
         title="Talking Avatar REST bridge",
@@ -83,6 +84,7 @@ def create_app(settings: BridgeSettings | None = None) -> FastAPI:
             max_age=600,
         )
     app.add_middleware(SecurityHeaders, allowed_origins=security.origins.allowed)
+    obs = observability.install(app, settings)  # outermost: counts and traces every answer, refusals too
     app.add_exception_handler(errors.BridgeError, errors.handle_bridge_error)
     app.add_exception_handler(StarletteHTTPException, errors.handle_http_error)
     app.add_exception_handler(RequestValidationError, errors.handle_validation_error)

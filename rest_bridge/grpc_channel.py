@@ -103,10 +103,15 @@ def read_ca(settings: BridgeSettings) -> bytes | None:
         raise SecurityConfigError(f"AVATAR_GRPC_CA_FILE: cannot read {settings.grpc_ca_file}: {exc.strerror}") from None
 
 
-def open_channel(settings: BridgeSettings, ca: bytes | None) -> grpc.aio.Channel:
-    """A grpc.aio channel to settings.grpc_target: TLS trusting `ca` when given, the bridge's key on every call."""
+def open_channel(
+    settings: BridgeSettings, ca: bytes | None, observers: Sequence[grpc.aio.ClientInterceptor] = ()
+) -> grpc.aio.Channel:
+    """A grpc.aio channel to settings.grpc_target: TLS trusting `ca` when given, the bridge's key on every call.
+
+    `observers`: further interceptors (rest_bridge.observability: the calls' metrics and, when tracing is on,
+    the W3C `traceparent` in each call's metadata)."""
     key = settings.grpc_api_key.get_secret_value().strip()
-    interceptors = key_interceptors(key) if key else None
+    interceptors = [*(key_interceptors(key) if key else ()), *observers] or None
     if ca is not None:
         credentials = grpc.ssl_channel_credentials(root_certificates=ca)
         return grpc.aio.secure_channel(settings.grpc_target, credentials, CHANNEL_OPTIONS, interceptors=interceptors)

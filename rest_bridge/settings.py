@@ -38,6 +38,9 @@ class BridgeSettings(BaseSettings):
     ws_max_message_bytes: int = 1024 * 1024  # larger WebSocket messages are refused by the server (close 1009)
     ws_outbox_bytes: int = 8 * 1024 * 1024  # unsent bridge → browser data before a browser that does not read is closed
 
+    # Observability (rest_bridge.observability): GET /metrics is always served.
+    tracing: bool | None = None  # OpenTelemetry spans (the `otel` extra); unset: on when OTEL_* names an exporter
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> BridgeSettings:
