@@ -131,7 +131,12 @@ class Settings(BaseSettings):
     # `memory_turns` exchanges, the oldest go until half is left (a block: the prompt cache stays warm).
     memory_max_tokens: int = 1024
     memory_ttl_seconds: float = 1800.0
-    memory_max_sessions: int = 1000
+    memory_max_sessions: int = 1000  # the in-process store's bound; in Redis idle sessions go by their TTL
+    # Shared memory (README "Shared memory (Redis)"): `redis://[:password@]host:port/db` or `rediss://` (TLS)
+    # keeps every session's history in Redis, so restarts and other replicas (same session_secret) keep it.
+    # Unset: in this process. A secret: the URL may hold a password, and logs show it without one.
+    memory_url: SecretStr = SecretStr("")
+    memory_timeout_seconds: float = 0.5  # per Redis call; a failed call turns memory off for that turn
 
     # Live conversation: when the person's turn ends. At each pause the turn model (Smart Turn v3.2) judges
     # whether the utterance is complete: complete (probability >= `turn_complete_threshold`, and the

@@ -22,7 +22,7 @@ from avatar_server.core.workers import Workers
 from avatar_server.engines.llm.reply import build_messages
 from avatar_server.errors import AvatarError, ErrorCode, InvalidInput
 from avatar_server.media.audio import decode_audio, encode_wav
-from avatar_server.memory import ConversationMemory
+from avatar_server.memory import open_memory
 from avatar_server.personas import Avatar
 from avatar_server.settings import Settings
 from avatar_server.values import Exchange, MediaFile, Track, TurnRequest, TurnResult
@@ -43,12 +43,8 @@ class AvatarCore:
         self.settings = settings
         self.engines = engines
         self.avatars = avatars
-        self.memory = ConversationMemory(
-            max_turns=settings.memory_turns,
-            ttl_seconds=settings.memory_ttl_seconds,
-            max_sessions=settings.memory_max_sessions,
-            max_tokens=settings.memory_max_tokens,
-        )
+        # In this process, or Redis (AVATAR_MEMORY_URL, checked now: unreachable ends the start-up).
+        self.memory = open_memory(settings)
         self.workers = Workers(
             compute_slots=settings.compute_slots,
             extra=tuple(LiveContexts.worker(k) for k in range(len(engines.live_llms))),
@@ -90,6 +86,7 @@ class AvatarCore:
 
     def shutdown(self) -> None:
         self.workers.shutdown()
+        self.memory.close()
 
     # -- validation -------------------------------------------------------------------------------
 

@@ -41,7 +41,7 @@ from avatar_server.engines.tts.base import TextToSpeech
 from avatar_server.errors import AvatarError, InvalidInput, StageTimeout
 from avatar_server.languages import no_answer, only_speaks
 from avatar_server.media.audio import decode_audio
-from avatar_server.memory import ConversationMemory
+from avatar_server.memory import Memory
 from avatar_server.settings import Settings
 from avatar_server.values import ChatMessage, Exchange
 
@@ -68,7 +68,7 @@ class TurnRunner:
         settings: Settings,
         engines: Engines,
         workers: Workers,
-        memory: ConversationMemory,
+        memory: Memory,
         playback: PlaybackGuard,
     ) -> None:
         self.settings = settings
