@@ -16,15 +16,21 @@ import grpc
 from avatar.v1 import avatar_pb2 as pb
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+from prometheus_client import CollectorRegistry
 
 from avatar_server.core.engines import Engines
 from avatar_server.core.service import AvatarCore
 from avatar_server.core.watchdog import Watchdog
 from avatar_server.engines import factory
 from avatar_server.engines.vad import SileroModel
+from avatar_server.observability import tracing
+from avatar_server.observability.http import MetricsServer
+from avatar_server.observability.interceptor import ObservabilityInterceptor
+from avatar_server.observability.metrics import Metrics
 from avatar_server.personas import load_avatars
 from avatar_server.settings import Settings
 from avatar_server.transport import security
+from avatar_server.transport.auth import KeyRing
 from avatar_server.transport.grpc_service import AvatarService, add_to_server
 
 log = logging.getLogger(__name__)
@@ -33,7 +39,7 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["AvatarService"].full_name
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # audio uploads up to the 25 MB cap, mp4 replies, with room
 
 
-def load_core(settings: Settings) -> AvatarCore:
+def load_core(settings: Settings, metrics: Metrics | None = None) -> AvatarCore:
     """Load every engine (blocking, seconds): done before the service reports SERVING."""
     avatars = load_avatars(settings.avatars_dir)
     t0 = time.perf_counter()
@@ -51,7 +57,7 @@ def load_core(settings: Settings) -> AvatarCore:
         turn_model=factory.build_turn_model(settings),
     )
     log.info("engines loaded in %.1fs", time.perf_counter() - t0)
-    core = AvatarCore(settings, engines, avatars)
+    core = AvatarCore(settings, engines, avatars, metrics)
     t0 = time.perf_counter()
     core.warm_up()
     log.info("engines warmed up in %.1fs", time.perf_counter() - t0)
@@ -95,18 +101,45 @@ async def _return_free_memory(every: float = 10.0) -> None:
         await _in_daemon_thread(lambda: trim(0))
 
 
+def serve_metrics(settings: Settings, registry: CollectorRegistry) -> MetricsServer | None:
+    """/metrics on AVATAR_METRICS_HOST:AVATAR_METRICS_PORT (0: off), behind the API keys unless opened on purpose.
+    Off loopback with no keys it must be opened on purpose (metrics_open or allow_insecure)."""
+    if not settings.metrics_port:
+        return None
+    keys = KeyRing(settings.api_keys)
+    host = settings.metrics_host
+    if not (keys or settings.metrics_open or settings.allow_insecure or security.is_loopback(host)):
+        raise security.StartupRefused(
+            f"refusing to serve /metrics on {host} without API keys: set AVATAR_API_KEYS (scrapers send "
+            "'Authorization: Bearer <key>'), or AVATAR_METRICS_OPEN=true if every client on this network may read them"
+        )
+    authorize = keys.accepts if keys and not settings.metrics_open else None
+    try:
+        server = MetricsServer(registry, host, settings.metrics_port, authorize).start()
+    except OSError as exc:
+        reason = exc.strerror or exc
+        raise security.StartupRefused(f"cannot serve /metrics on {host}:{settings.metrics_port}: {reason}") from None
+    access = "API keys" if authorize else "open"
+    log.info("metrics at http://%s:%d/metrics (%s)", host, server.port, access)
+    return server
+
+
 async def serve(settings: Settings) -> None:
     # Refused before anything listens or loads: keys off loopback, TLS files that exist and pair up.
     security.check_exposure(settings)
     credentials = security.server_credentials(settings)
+    metrics = Metrics()
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ],
-        interceptors=security.interceptors(settings),
+        # First: calls the key check refuses are counted too, and every call runs in its caller's trace.
+        interceptors=[ObservabilityInterceptor(metrics), *security.interceptors(settings)],
     )
-    service = AvatarService()
+    tracer_provider = tracing.setup(settings.tracing)
+    metrics_server = serve_metrics(settings, metrics.registry)
+    service = AvatarService(metrics=metrics)
     add_to_server(service, server)  # requests parsed in the handlers: bad UTF-8 -> INVALID_ARGUMENT
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -142,7 +175,7 @@ async def serve(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal)
 
-    loader = asyncio.ensure_future(_in_daemon_thread(lambda: load_core(settings)))
+    loader = asyncio.ensure_future(_in_daemon_thread(lambda: load_core(settings, metrics)))
     done, _ = await asyncio.wait({loader, asyncio.create_task(stop.wait())}, return_when=asyncio.FIRST_COMPLETED)
     watchdog_task: asyncio.Task[None] | None = None
     if loader in done:
@@ -169,4 +202,7 @@ async def serve(settings: Settings) -> None:
     await server.stop(1.0)
     if service.core is not None:
         service.core.shutdown()
+    if metrics_server is not None:
+        metrics_server.close()
+    tracing.shutdown(tracer_provider)  # the last spans go out
     log.info("stopped")

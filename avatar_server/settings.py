@@ -201,6 +201,16 @@ class Settings(BaseSettings):
     video_fps: int = 25
     video_size: int = 384
 
+    # Observability (README "Observability"). Prometheus /metrics over HTTP on metrics_host:metrics_port (0: off);
+    # with api_keys a scrape sends the same `Authorization: Bearer <key>` unless metrics_open=true. Off loopback
+    # with no keys, metrics_open (or allow_insecure) must say that anyone on the network may read them.
+    metrics_port: int = 0
+    metrics_host: str = "127.0.0.1"
+    metrics_open: bool = False
+    # OpenTelemetry traces (the `otel` extra), exported as the standard OTEL_* environment says (OTLP over HTTP
+    # by default). Unset: on when OTEL_TRACES_EXPORTER (not "none") or OTEL_EXPORTER_OTLP_ENDPOINT is set.
+    tracing: bool | None = None
+
     @field_validator("api_keys", mode="before")
     @classmethod
     def _key_list(cls, value: Any) -> Any:

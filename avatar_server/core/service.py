@@ -23,6 +23,7 @@ from avatar_server.engines.llm.reply import build_messages
 from avatar_server.errors import AvatarError, ErrorCode, InvalidInput
 from avatar_server.media.audio import decode_audio, encode_wav
 from avatar_server.memory import open_memory
+from avatar_server.observability.metrics import Metrics
 from avatar_server.personas import Avatar
 from avatar_server.settings import Settings
 from avatar_server.values import Exchange, MediaFile, Track, TurnRequest, TurnResult
@@ -33,7 +34,9 @@ log = logging.getLogger(__name__)
 class AvatarCore:
     """Owns the engines' workers, conversation memory and admission control of one server."""
 
-    def __init__(self, settings: Settings, engines: Engines, avatars: dict[str, Avatar]) -> None:
+    def __init__(
+        self, settings: Settings, engines: Engines, avatars: dict[str, Avatar], metrics: Metrics | None = None
+    ) -> None:
         if settings.default_avatar not in avatars:
             raise ValueError(f"default avatar {settings.default_avatar!r} is not among {sorted(avatars)}")
         default_voice = avatars[settings.default_avatar].voice
@@ -43,8 +46,10 @@ class AvatarCore:
         self.settings = settings
         self.engines = engines
         self.avatars = avatars
+        # Counted by the transport as turns end; sessions, queues and busy time read from the core when scraped.
+        self.metrics = metrics or Metrics()
         # In this process, or Redis (AVATAR_MEMORY_URL, checked now: unreachable ends the start-up).
-        self.memory = open_memory(settings)
+        self.memory = open_memory(settings, on_error=self.metrics.memory_errors.inc)
         self.workers = Workers(
             compute_slots=settings.compute_slots,
             extra=tuple(LiveContexts.worker(k) for k in range(len(engines.live_llms))),
@@ -56,6 +61,7 @@ class AvatarCore:
             max_sessions=settings.max_live_sessions,
         )
         self.runner = TurnRunner(settings, engines, self.workers, self.memory, self.playback)
+        self.metrics.watch(self.admission, self.workers.all)
 
     def warm_up(self) -> None:
         """One small run of every engine (blocking), so the first person's turn does not pay for lazy init."""

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 from avatar_server.core.workers import Priority, Workers
 from avatar_server.errors import AvatarError, EngineFailure, StageTimeout
+from avatar_server.observability import tracing
 
 log = logging.getLogger("avatar_server.turn")
 T = TypeVar("T")
@@ -35,8 +36,9 @@ class Stages:
         """A blocking engine call on its engine's worker, bounded in time; engine crashes become EngineFailure."""
         # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a cancel that lands as the job ends.
         try:
-            async with asyncio.timeout(limit):
-                return await self.workers[worker].run(fn, *args, priority=priority, compute=compute, **kwargs)
+            with tracing.stage_span(worker):  # (a no-op unless tracing is on)
+                async with asyncio.timeout(limit):
+                    return await self.workers[worker].run(fn, *args, priority=priority, compute=compute, **kwargs)
         except TimeoutError:
             raise StageTimeout(f"The {stage} stage took longer than {limit:g} s.") from None
         except AvatarError:

@@ -42,6 +42,7 @@ from avatar_server.errors import AvatarError, InvalidInput, StageTimeout
 from avatar_server.languages import no_answer, only_speaks
 from avatar_server.media.audio import decode_audio
 from avatar_server.memory import Memory
+from avatar_server.observability import tracing
 from avatar_server.settings import Settings
 from avatar_server.values import ChatMessage, Exchange
 
@@ -85,6 +86,14 @@ class TurnRunner:
 
     async def run(self, plan: TurnPlan, turn: Turn, emit: Callable[[Event], None]) -> None:
         """The whole turn. Errors are raised (AvatarError); the caller maps them."""
+        rpc = "converse" if plan.live else "interact"
+        with tracing.turn_span(turn_id=turn.id, session_id=plan.session_id, rpc=rpc, avatar=plan.avatar.id) as span:
+            try:
+                await self._run(plan, turn, emit)
+            finally:
+                tracing.finish_turn(span, language=turn.language, completed=turn.completed, timings=turn.timings)
+
+    async def _run(self, plan: TurnPlan, turn: Turn, emit: Callable[[Event], None]) -> None:
         s = self.settings
         started = time.perf_counter()
         timings = turn.timings

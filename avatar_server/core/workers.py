@@ -103,6 +103,7 @@ class EngineWorker:
         self._queue: queue.PriorityQueue[tuple[int, int, Any]] = queue.PriorityQueue()
         self._seq = itertools.count()
         self._busy_since: float | None = None
+        self.busy_seconds = 0.0  # time spent running jobs (read by the metrics; written by this thread only)
         self._last_progress = time.monotonic()
         self._stopped = False
         self._thread = threading.Thread(target=self._loop, name=f"engine-{name}", daemon=True)
@@ -164,6 +165,7 @@ class EngineWorker:
             future, fn, args, kwargs, compute, abandoned = item
             if self._stopped or not future.set_running_or_notify_cancel():
                 continue
+            started = time.perf_counter()
             try:
                 result = self._execute(Priority(priority), compute, abandoned, fn, args, kwargs)
             except BaseException as exc:  # handed to the awaiting task, which decides
@@ -172,6 +174,7 @@ class EngineWorker:
                 future.set_result(result)
             finally:
                 self._busy_since = None
+                self.busy_seconds += time.perf_counter() - started
 
     def _execute(
         self,

@@ -15,9 +15,11 @@ from avatar.v1 import avatar_pb2_grpc as pb_grpc
 from google.protobuf.message import DecodeError, Message
 
 from avatar_server.core import validation
+from avatar_server.core.events import ErrorEvent, Event, TurnCompleted
 from avatar_server.core.service import AvatarCore
 from avatar_server.core.session import SHUTTING_DOWN, ConversationSession
 from avatar_server.errors import AvatarError, ErrorCode, InvalidInput, Overloaded, ShuttingDown, for_client
+from avatar_server.observability.metrics import CANCELLED, Metrics, outcome, outcome_of_code
 from avatar_server.session_ids import SessionIds, caller_id
 from avatar_server.transport import convert
 
@@ -112,6 +114,20 @@ def add_to_server(service: AvatarService, server: grpc.aio.Server) -> None:
     server.add_registered_method_handlers(name, handlers)
 
 
+def _count_turn(m: Metrics, event: Event, counted: str) -> str:
+    """Count a live turn as its end goes out: completed, interrupted, or failed with an error event."""
+    if isinstance(event, TurnCompleted) and event.turn_id != counted:
+        if event.interrupted:
+            m.turn_ended("converse", CANCELLED)
+        else:
+            m.turn_served("converse", event.timings)
+        return event.turn_id
+    if isinstance(event, ErrorEvent) and event.turn_id:  # (a session's own end has no turn id)
+        m.turn_ended("converse", outcome_of_code(event.code))
+        return event.turn_id
+    return counted
+
+
 async def _read_client(
     requests: AsyncIterator[pb.ConverseRequest], session: ConversationSession, idle_seconds: float
 ) -> None:
@@ -160,8 +176,9 @@ async def _read_client(
 class AvatarService(pb_grpc.AvatarServiceServicer):  # type: ignore[misc]
     """Registered before the server starts; answers UNAVAILABLE until the engines are loaded."""
 
-    def __init__(self, core: AvatarCore | None = None) -> None:
+    def __init__(self, core: AvatarCore | None = None, metrics: Metrics | None = None) -> None:
         self.core = core
+        self.metrics = metrics or (core.metrics if core is not None else Metrics())  # the core's, once loaded
         self.sessions: set[ConversationSession] = set()
         self._ids: SessionIds | None = None
 
@@ -201,8 +218,13 @@ class AvatarService(pb_grpc.AvatarServiceServicer):  # type: ignore[misc]
             req = convert.turn_request(request)
             req = dataclasses.replace(req, session_id=self.session_id(core, req.session_id, context))
             result = await core.interact(req, time_remaining=context.time_remaining())
+        except asyncio.CancelledError:  # the client left, or its deadline passed
+            self.metrics.turn_ended("interact", CANCELLED)
+            raise
         except Exception as exc:  # an AvatarError, or a bug: said plainly (with an error id)
+            self.metrics.turn_ended("interact", outcome(exc))
             await abort(context, exc)
+        self.metrics.turn_served("interact", result.timings)
         return convert.interact_response(result)
 
     async def Converse(
@@ -256,8 +278,10 @@ class AvatarService(pb_grpc.AvatarServiceServicer):  # type: ignore[misc]
         """Stream the session's events; what ended it, if not the client."""
         s = session.settings
         reader = asyncio.create_task(_read_client(requests, session, s.converse_idle_timeout_seconds))
+        counted = ""  # the last turn counted: a reply stopped while still heard ends a second time
         try:
             async for event in session.stream():
+                counted = _count_turn(self.metrics, event, counted)
                 try:
                     async with asyncio.timeout(s.converse_write_timeout_seconds):
                         await context.write(convert.converse_event(event, session.session_id))
