@@ -162,7 +162,10 @@ def test_headless_service_lists_every_engine_replica(docs: dict[tuple[str, str],
 def test_metrics_are_scraped_where_the_engine_serves_them(docs: dict[tuple[str, str], Doc]) -> None:
     template = one(docs, "StatefulSet", "avatar-engine")["spec"]["template"]
     (engine,) = template["spec"]["containers"]
-    port = env_of(engine)["AVATAR_METRICS_PORT"]["value"]
+    env = env_of(engine)
+    port = env["AVATAR_METRICS_PORT"]["value"]
+    # reachable by Prometheus (pod address, no key): port 9100 is open to the monitoring namespace only
+    assert env["AVATAR_METRICS_HOST"]["value"] == "0.0.0.0" and env["AVATAR_METRICS_OPEN"]["value"] == "true"
     annotations = template["metadata"]["annotations"]
     assert annotations["prometheus.io/scrape"] == "true" and annotations["prometheus.io/port"] == port
     assert {"name": "metrics", "containerPort": int(port)} in engine["ports"]
