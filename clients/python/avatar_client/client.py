@@ -153,7 +153,12 @@ class AsyncAvatarClient:
         self, requests: AsyncIterator[pb.ConverseRequest], *, timeout: float | None = None
     ) -> AsyncIterator[pb.ConverseResponse]:
         """A live conversation: `requests` starts with the config; returns the server's events as they come.
-        Cancel the returned call (or stop iterating and close the client) to end the session."""
+        Cancel the returned call (or stop iterating and close the client) to end the session.
+
+        A stream is not retried as Interact is: when its replica goes away the call ends with UNAVAILABLE (or,
+        on a drain, an `error` event with code UNAVAILABLE). Open a new call whose config carries the last
+        `session_id` the events had: with replicas that share AVATAR_SESSION_SECRET (and AVATAR_MEMORY_URL for
+        the memory) the session goes on on another replica, as the widget does on its own."""
         call: AsyncIterator[pb.ConverseResponse] = self._stub.Converse(requests, timeout=timeout)
         return call
 
