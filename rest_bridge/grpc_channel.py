@@ -46,6 +46,7 @@ CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.service_config", json.dumps(SERVICE_CONFIG)),
     ("grpc.enable_retries", 1),
     ("grpc.per_rpc_retry_buffer_size", 64 << 20),  # a request up to this size can be sent again
+    ("grpc.max_reconnect_backoff_ms", 5000),  # a restarted replica rejoins within seconds
 ]
 
 

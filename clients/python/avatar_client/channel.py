@@ -43,6 +43,7 @@ DEFAULT_OPTIONS: tuple[tuple[str, Any], ...] = (
     ("grpc.service_config", json.dumps(SERVICE_CONFIG)),
     ("grpc.enable_retries", 1),
     ("grpc.per_rpc_retry_buffer_size", _MAX_MESSAGE),  # a request up to this size can be sent again
+    ("grpc.max_reconnect_backoff_ms", 5000),  # a restarted replica rejoins within seconds
 )
 PathLike = str | os.PathLike[str]
 
