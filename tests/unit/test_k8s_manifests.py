@@ -184,6 +184,10 @@ def test_autoscaler_scales_the_engine_from_one_on_served_metrics(docs: dict[tupl
     assert wanted <= served
     for rule in adapter["rules"]["custom"]:
         assert rule["resources"]["overrides"]["pod"] == {"resource": "pod"}
+        if rule["name"]["as"] == "avatar_queue_depth":  # the admission queue, not the engines' worker queues
+            assert 'queue="admission"' in rule["seriesQuery"] and 'queue="admission"' in rule["metricsQuery"]
+    exported = (ROOT / "avatar_server" / "observability" / "metrics.py").read_text()
+    assert all(f'"{name}"' in exported for name in wanted), "the server exports these gauges"
 
 
 # --- every pod -------------------------------------------------------------------------------------------------
@@ -197,6 +201,8 @@ def test_every_pod_is_hardened(docs: dict[tuple[str, str], Doc]) -> None:
         assert spec["securityContext"]["runAsNonRoot"] is True, where
         assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, where
         assert spec["automountServiceAccountToken"] is False, where
+        # Service links would add AVATAR_BRIDGE_PORT=tcp://... (Service avatar-bridge), read as a setting
+        assert spec["enableServiceLinks"] is False, where
         for container in spec.get("initContainers", []) + spec["containers"]:
             context = container["securityContext"]
             assert context["readOnlyRootFilesystem"] is True, where
