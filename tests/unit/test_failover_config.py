@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -75,6 +77,12 @@ async def replicas() -> AsyncIterator[tuple[Replica, Replica]]:
     a, b = await start_replica(), await start_replica()
     yield a, b
     await asyncio.gather(a.server.stop(None), b.server.stop(None))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def target(a: Replica, b: Replica) -> str:
@@ -187,3 +195,61 @@ async def test_the_plaintext_key_warning_looks_at_every_replica(caplog: pytest.L
     assert "plaintext" not in caplog.text
     await grpc_channel.open_channel(remote, None).close()
     assert "10.0.0.2" in caplog.text
+
+
+# A replica in its own process (so it can be killed): an Interact that takes 2 s and prints what it got.
+_SLOW_REPLICA = """
+import asyncio, sys, grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+async def main(port):
+    server = grpc.aio.server()
+    async def interact(request, context):
+        print(request.decode(), flush=True)
+        await asyncio.sleep(2.0)
+        return request
+    handler = grpc.method_handlers_generic_handler(
+        "avatar.v1.AvatarService", {"Interact": grpc.unary_unary_rpc_method_handler(interact)})
+    server.add_generic_rpc_handlers((handler,))
+    servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    await servicer.set("avatar.v1.AvatarService", health_pb2.HealthCheckResponse.SERVING)
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    await server.start()
+    print("ready", flush=True)
+    await server.wait_for_termination()
+asyncio.run(main(int(sys.argv[1])))
+"""
+
+
+async def test_a_call_in_flight_on_a_killed_replica_is_answered_by_the_other() -> None:
+    """SIGKILL mid-call: the client sees UNAVAILABLE before any response headers (a unary handler sends them
+    with its answer), so the call is not committed and the retry policy runs it on the other replica."""
+    ports = [free_port(), free_port()]
+    out = asyncio.subprocess.PIPE
+    procs = [
+        await asyncio.create_subprocess_exec(sys.executable, "-c", _SLOW_REPLICA, str(p), stdout=out) for p in ports
+    ]
+    try:
+        for proc in procs:
+            assert proc.stdout is not None and (await proc.stdout.readline()).strip() == b"ready"
+        channel = grpc.aio.insecure_channel(
+            f"ipv4:127.0.0.1:{ports[0]},127.0.0.1:{ports[1]}", grpc_channel.CHANNEL_OPTIONS
+        )
+        call = channel.unary_unary(f"/{SERVICE}/Interact")
+        try:
+            await channel.channel_ready()
+            await asyncio.sleep(0.3)  # both replicas connected
+            calls = asyncio.gather(*(call(f"c{i}".encode(), timeout=20) for i in range(4)))
+            await asyncio.sleep(0.5)  # all four running, two on each replica
+            procs[0].kill()
+            assert sorted(await calls) == [b"c0", b"c1", b"c2", b"c3"]
+        finally:
+            await channel.close()
+        procs[1].kill()
+        got = [(await proc.communicate())[0].split() for proc in procs]
+        assert got[0] and set(got[0]) <= set(got[1]), got  # what the killed one had was run again
+    finally:
+        for proc in procs:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
