@@ -214,3 +214,54 @@ def test_the_endpoint_needs_a_key_when_keys_are_set() -> None:
         assert _get(f"http://127.0.0.1:{open_server.port}/metrics")[0] == 200
     finally:
         open_server.close()
+
+
+def test_serve_metrics_follows_the_settings() -> None:
+    from avatar_server.server import serve_metrics
+    from avatar_server.transport.security import StartupRefused
+    from tests.conftest import free_port
+
+    registry = Metrics().registry
+    assert serve_metrics(Settings(), registry) is None  # off unless a port is set
+    with pytest.raises(StartupRefused, match="AVATAR_METRICS_OPEN=true"):
+        serve_metrics(Settings(metrics_port=free_port(), metrics_host="0.0.0.0"), registry)
+    keyed = serve_metrics(Settings(metrics_port=free_port(), api_keys="k1"), registry)
+    opened = serve_metrics(Settings(metrics_port=free_port(), api_keys="k1", metrics_open=True), registry)
+    assert keyed is not None and opened is not None
+    try:
+        assert _get(f"http://127.0.0.1:{keyed.port}/metrics")[0] == 401
+        assert _get(f"http://127.0.0.1:{keyed.port}/metrics", "k1")[0] == 200
+        assert _get(f"http://127.0.0.1:{opened.port}/metrics")[0] == 200
+        with pytest.raises(StartupRefused, match=f"cannot serve /metrics on 127.0.0.1:{keyed.port}"):
+            serve_metrics(Settings(metrics_port=keyed.port), registry)
+    finally:
+        keyed.close()
+        opened.close()
+
+
+async def test_a_streaming_handler_that_yields_is_counted() -> None:
+    """Handlers written as async generators (the interceptor keeps them generators) and aborted ones."""
+
+    async def count(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> AsyncIterator[bytes]:
+        for i in range(int(request or b"0")):
+            yield str(i).encode()
+        if not request:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "say how many")
+
+    m = Metrics()
+    server = grpc.aio.server(interceptors=[ObservabilityInterceptor(m)])
+    handler = grpc.unary_stream_rpc_method_handler(count)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("test.Counter", {"Count": handler}),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            call = channel.unary_stream("/test.Counter/Count")
+            assert [r async for r in call(b"3")] == [b"0", b"1", b"2"]
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                [r async for r in call(b"")]
+            assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    finally:
+        await server.stop(None)
+    assert value(m, "avatar_grpc_requests_total", method="/test.Counter/Count", code="OK") == 1
+    assert value(m, "avatar_grpc_requests_total", method="/test.Counter/Count", code="FAILED_PRECONDITION") == 1
