@@ -77,6 +77,12 @@ def setup(setting: bool | None) -> TracerProvider | None:
                 log.warning("OTEL_TRACES_EXPORTER=%s is not supported here; using otlp (OTLP over HTTP)", name)
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
+            protocol = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or os.environ.get(
+                "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"
+            )
+            if protocol != "http/protobuf":
+                log.warning("OTLP protocol %r is not available here; spans go out as http/protobuf", protocol)
+
             # Endpoint, headers, timeout and compression: the OTEL_EXPORTER_OTLP_* environment.
             exporter = OTLPSpanExporter()
         provider.add_span_processor(BatchSpanProcessor(exporter))

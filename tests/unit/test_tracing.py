@@ -196,3 +196,27 @@ def test_off_imports_nothing_of_opentelemetry() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_setup_from_the_standard_environment() -> None:
+    """OTEL_TRACES_EXPORTER=console alone turns tracing on (a fresh interpreter: setup sets process globals):
+    the service is avatar-server, log lines end with the trace id."""
+    script = (
+        "import logging\n"
+        "from avatar_server.observability import tracing\n"
+        "logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')\n"
+        "provider = tracing.setup(None)\n"
+        "with tracing.turn_span(turn_id='t1', session_id='s1', rpc='interact', avatar='grace') as span:\n"
+        "    logging.getLogger('x').info('in the turn')\n"
+        "    print('TRACE', format(span.get_span_context().trace_id, '032x'), flush=True)\n"
+        "tracing.shutdown(provider)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "AVATAR_TRACING"))}
+    env["OTEL_TRACES_EXPORTER"] = "console"
+    command = [sys.executable, "-c", script]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    trace_id = done.stdout.split("TRACE ", 1)[1].split()[0]
+    assert f"INFO in the turn trace_id={trace_id}" in done.stderr
+    assert '"name": "turn"' in done.stdout and '"service.name": "avatar-server"' in done.stdout
+    assert '"turn.id": "t1"' in done.stdout
