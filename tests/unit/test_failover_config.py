@@ -18,6 +18,7 @@ from typing import Any
 import grpc
 import pytest
 from avatar_client.channel import DEFAULT_OPTIONS, SERVICE_CONFIG, make_aio_channel, make_channel
+from avatar_client.client import AvatarClient
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from rest_bridge import grpc_channel
@@ -159,6 +160,17 @@ async def test_the_blocking_client_channel_skips_a_not_serving_replica(replicas:
         assert a.calls.get("GetCapabilities", 0) == 0 and b.calls["GetCapabilities"] == 6
     finally:
         channel.close()
+
+
+async def test_the_client_still_reads_a_not_serving_health(replicas: tuple[Replica, Replica]) -> None:
+    a, _ = replicas
+    await a.set(NOT_SERVING)  # e.g. loading its engines: `avatar health` and wait_until_serving must see it
+
+    def ask() -> str:
+        with AvatarClient(a.address) as client:
+            return client.health(timeout=5)
+
+    assert await asyncio.to_thread(ask) == "NOT_SERVING"
 
 
 async def test_interact_refused_unavailable_is_tried_again_on_the_other_replica(

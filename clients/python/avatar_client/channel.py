@@ -45,6 +45,12 @@ DEFAULT_OPTIONS: tuple[tuple[str, Any], ...] = (
     ("grpc.per_rpc_retry_buffer_size", _MAX_MESSAGE),  # a request up to this size can be sent again
     ("grpc.max_reconnect_backoff_ms", 5000),  # a restarted replica rejoins within seconds
 )
+# For health questions (AvatarClient.health): the same, without client-side health checking, so the
+# answer of a replica that is not SERVING can be read.
+HEALTH_OPTIONS: tuple[tuple[str, Any], ...] = tuple(
+    (k, json.dumps({"loadBalancingConfig": SERVICE_CONFIG["loadBalancingConfig"]}) if k == "grpc.service_config" else v)
+    for k, v in DEFAULT_OPTIONS
+)
 PathLike = str | os.PathLike[str]
 
 

@@ -12,7 +12,7 @@ from avatar.v1 import avatar_pb2 as pb
 from avatar.v1 import avatar_pb2_grpc as pb_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from avatar_client.channel import PathLike, make_aio_channel, make_channel
+from avatar_client.channel import HEALTH_OPTIONS, PathLike, make_aio_channel, make_channel
 
 SERVICE = "avatar.v1.AvatarService"
 _MIME_BY_SUFFIX = {".wav": "audio/wav", ".webm": "audio/webm", ".ogg": "audio/ogg", ".opus": "audio/ogg"}
@@ -80,7 +80,30 @@ class AvatarClient:
             target, api_key=api_key, ca_file=ca_file, cert_file=cert_file, key_file=key_file, server_name=server_name
         )
         self._stub = pb_grpc.AvatarServiceStub(self._channel)
-        self._health = health_pb2_grpc.HealthStub(self._channel)
+        # Health questions go over a channel of their own (opened on first use) without client-side health
+        # checking: on the main channel a replica that is not SERVING gets no calls, so none could ask it.
+        self._health_channel: grpc.Channel | None = None
+        self._health_stub = None if channel is None else health_pb2_grpc.HealthStub(channel)
+
+        def open_health() -> grpc.Channel:
+            return make_channel(
+                target,
+                api_key=api_key,
+                ca_file=ca_file,
+                cert_file=cert_file,
+                key_file=key_file,
+                server_name=server_name,
+                options=HEALTH_OPTIONS,
+            )
+
+        self._open_health = open_health
+
+    @property
+    def _health(self) -> health_pb2_grpc.HealthStub:
+        if self._health_stub is None:
+            self._health_channel = self._open_health()
+            self._health_stub = health_pb2_grpc.HealthStub(self._health_channel)
+        return self._health_stub
 
     def interact(self, *, timeout: float | None = 120.0, **kwargs: object) -> pb.InteractResponse:
         """One turn; keyword arguments as `build_request`. Raises grpc.RpcError on failure."""
@@ -112,6 +135,8 @@ class AvatarClient:
 
     def close(self) -> None:
         self._channel.close()
+        if self._health_channel is not None:
+            self._health_channel.close()
 
     def __enter__(self) -> AvatarClient:
         return self
