@@ -27,7 +27,6 @@ import sys
 import tempfile
 import time
 import unicodedata
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -154,21 +153,22 @@ def persona_names(name: str, questions: Iterable[Question]) -> set[str]:
 
 def ask_all(
     questions: list[Question],
-    interact: Callable[[str, str], str],
+    interact: Callable[[str, str], tuple[str, str]],
     score: Callable[[Question, str], dict[str, bool | None]],
 ) -> list[Scored]:
     """Ask in order; questions of one `session` share a conversation, every other question gets its own."""
-    sessions: dict[str, str] = {}
+    sessions: dict[str, str] = {}  # the harness's session name → the id the server issued for it
     out = []
     for q in questions:
-        session = sessions.setdefault(q.session, uuid.uuid4().hex) if q.session else uuid.uuid4().hex
         t0 = time.perf_counter()
-        reply = interact(q.text, session)
+        reply, issued = interact(q.text, sessions.get(q.session, "") if q.session else "")
+        if q.session:
+            sessions[q.session] = issued
         out.append(Scored(q, reply, time.perf_counter() - t0, score(q, reply)))
     return out
 
 
-def grpc_interact(target: str, avatar_id: str = "") -> Callable[[str, str], str]:
+def grpc_interact(target: str, avatar_id: str = "") -> Callable[[str, str], tuple[str, str]]:
     import grpc
     from avatar.v1 import avatar_pb2 as pb
     from avatar.v1 import avatar_pb2_grpc as pb_grpc
@@ -176,9 +176,10 @@ def grpc_interact(target: str, avatar_id: str = "") -> Callable[[str, str], str]
     stub = pb_grpc.AvatarServiceStub(grpc.insecure_channel(target))
     text_only = pb.OutputOptions(audio=False, video=False, animation=False)
 
-    def interact(text: str, session: str) -> str:
+    def interact(text: str, session: str) -> tuple[str, str]:
         request = pb.InteractRequest(text=text, session_id=session, avatar_id=avatar_id, outputs=text_only)
-        return str(stub.Interact(request, timeout=120).reply_text)
+        response = stub.Interact(request, timeout=120)
+        return str(response.reply_text), str(response.session_id)
 
     return interact
 

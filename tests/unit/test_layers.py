@@ -18,6 +18,7 @@ SERVER_LAYERS: list[tuple[str, int]] = [
     ("avatar_server.settings", 1),
     ("avatar_server.models", 1),
     ("avatar_server.memory", 1),
+    ("avatar_server.session_ids", 1),  # issues and checks session ids; the transport calls it
     ("avatar_server.observability", 1),  # metrics and traces: the core calls in; nothing here imports the core
     ("avatar_server.personas", 1),
     ("avatar_server.languages", 1),

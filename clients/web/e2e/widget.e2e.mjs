@@ -84,7 +84,9 @@ async function parity(page) {
   return cases;
 }
 try {
-  const page = await browser.newPage();
+  // The parity check injects the renderer's bundle as an inline script, which the page's CSP rightly forbids;
+  // every other mode runs under the CSP the bridge sends.
+  const page = await browser.newPage({ bypassCSP: mode === "parity" });
   page.on("console", (m) => result.console.push(`${m.type()}: ${m.text()}`));
   // Every JSON event the live WebSocket receives, with the time it came, to tell which turn sent what.
   const frames = [];
