@@ -179,7 +179,11 @@ async def serve(settings: Settings) -> None:
     done, _ = await asyncio.wait({loader, asyncio.create_task(stop.wait())}, return_when=asyncio.FIRST_COMPLETED)
     watchdog_task: asyncio.Task[None] | None = None
     if loader in done:
-        core = service.core = loader.result()  # an engine that cannot load ends the process with its error
+        try:
+            core = service.core = loader.result()  # an engine that cannot load ends the process with its error
+        except BaseException:
+            await server.stop(None)  # closed here, not by grpc.aio's __del__ after the loop has gone
+            raise
         watchdog = Watchdog(
             core.workers,
             stall_seconds=settings.stall_seconds,

@@ -156,7 +156,9 @@ class TurnRunner:
             voice = reply.voice
             fixed = only_speaks(language, served) if reply.unserved else ""
             system_prompt = plan.avatar.system_prompt(language)
-            messages = build_messages(system_prompt, self.memory.history(plan.session_id), turn.user_text)
+            # Off the event loop: the memory may be Redis (bounded by its timeout, but not free).
+            history = await asyncio.to_thread(self.memory.history, plan.session_id)
+            messages = build_messages(system_prompt, history, turn.user_text)
             # The prompt and the reply always fit the model's context (a remote model's is taken to be
             # llm_context_tokens): older exchanges go first, then the question is shortened.
             messages = fit_prompt(messages, self.count, self.engines.llm, s)
@@ -188,9 +190,14 @@ class TurnRunner:
             # one, nothing of an Interact reply nobody received.
             if turn.confirmed and turn.user_text and turn.spoken and (turn.completed or plan.live):
                 exchange = Exchange(turn.user_text, " ".join(turn.spoken))
-                trimmed = self.memory.add(plan.session_id, exchange, tokens=self.count.exchange(exchange))
+                # Shielded: a turn cancelled again while this runs still remembers what was said.
+                add = asyncio.to_thread(
+                    self.memory.add, plan.session_id, exchange, tokens=self.count.exchange(exchange)
+                )
+                trimmed = await asyncio.shield(add)
                 if trimmed or turn.asked_again:  # the next prompt's beginning is not in the cache
-                    prefix = build_messages(system_prompt, self.memory.history(plan.session_id), "")[:-1]
+                    history = await asyncio.to_thread(self.memory.history, plan.session_id)
+                    prefix = build_messages(system_prompt, history, "")[:-1]
                     self.warmer.warm_later(plan, prefix)
 
     # -- stages -----------------------------------------------------------------------------------
