@@ -39,7 +39,7 @@ class CallObserver:
 
     def watch(self, details: grpc.aio.ClientCallDetails, call: Any) -> Any:
         method = details.method.decode() if isinstance(details.method, bytes) else str(details.method)
-        task = asyncio.get_running_loop().create_task(self._count(method.lstrip("/"), call))
+        task = asyncio.get_running_loop().create_task(self._count(method, call))
         self._watching.add(task)
         task.add_done_callback(self._watching.discard)
         return call

@@ -90,7 +90,7 @@ def test_the_grpc_calls_are_counted_by_final_status(client: TestClient) -> None:
     resp = client.post("/api/v1/avatar/interact", data={"text": "Hello"})  # nothing listens at the target
     assert resp.status_code == 503, resp.text
     got = samples(client.get("/metrics").text)
-    call = {"method": "avatar.v1.AvatarService/Interact", "code": "UNAVAILABLE"}
+    call = {"method": "/avatar.v1.AvatarService/Interact", "code": "UNAVAILABLE"}
     assert value(got, "avatar_bridge_grpc_requests_total", **call) == 1
     assert value(got, "avatar_http_requests_total", method="POST", route="/api/v1/avatar/interact", code="503") == 1
 
@@ -186,7 +186,11 @@ async def test_grpc_calls_are_counted_and_carry_the_trace_context() -> None:
         await channel.close()
         await server.stop(None)
         tracing.shutdown()
-    expected = {("test.Probe/Echo", "OK"): 2, ("test.Probe/Echo", "INVALID_ARGUMENT"): 1, ("test.Probe/Three", "OK"): 1}
+    expected = {
+        ("/test.Probe/Echo", "OK"): 2,
+        ("/test.Probe/Echo", "INVALID_ARGUMENT"): 1,
+        ("/test.Probe/Three", "OK"): 1,
+    }
     for _ in range(200):  # each call's status is counted by a task of its own, as the call ends
         got = samples(metrics.exposition().decode())
         counted = {key: value(got, "avatar_bridge_grpc_requests_total", method=key[0], code=key[1]) for key in expected}
