@@ -47,9 +47,8 @@ class OpenFileResponse(FileResponse):
         yield anyio.wrap_file(self._file)  # closed by __call__, also when the transfer is cancelled
 
 
-@router.api_route(
-    "/static/{kind}/{filename}", methods=["GET", "HEAD"], summary="Fetch produced audio, video or an animation track"
-)
+@router.get("/static/{kind}/{filename}", summary="Fetch produced audio, video or an animation track")
+@router.head("/static/{kind}/{filename}", include_in_schema=False)  # the same answer without its body
 async def get_media(kind: str, filename: str, backend: BackendDep) -> FileResponse:
     ext = KINDS.get(kind)
     path = None
