@@ -7,47 +7,23 @@ server on loopback or a private network.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from typing import Any
 
 import grpc
+from avatar_client.channel import DEFAULT_OPTIONS
 
 from rest_bridge.security import SecurityConfigError, is_loopback
 from rest_bridge.settings import BridgeSettings
 
 log = logging.getLogger(__name__)
 
-_SERVICE = "avatar.v1.AvatarService"
-# Several replicas (AVATAR_GRPC_TARGET=dns:///name or ipv4:a:p,b:q): calls go round robin over the replicas
-# whose gRPC health says SERVING (a draining or stalled one gets no new calls), and a unary call that fails
-# UNAVAILABLE (the replica died or refused it before answering: the turn never started) is tried again on
-# another. Converse is a stream and is never retried: the WebSocket gets an error event and reconnects.
-SERVICE_CONFIG: dict[str, Any] = {
-    "loadBalancingConfig": [{"round_robin": {}}],
-    "healthCheckConfig": {"serviceName": _SERVICE},
-    "methodConfig": [
-        {
-            "name": [{"service": _SERVICE, "method": m} for m in ("Interact", "GetCapabilities", "GetAvatarFace")],
-            "retryPolicy": {
-                "maxAttempts": 4,
-                "initialBackoff": "0.1s",
-                "maxBackoff": "1s",
-                "backoffMultiplier": 2,
-                "retryableStatusCodes": ["UNAVAILABLE"],
-            },
-        }
-    ],
-}
-CHANNEL_OPTIONS: list[tuple[str, Any]] = [
-    ("grpc.max_receive_message_length", 64 << 20),
-    ("grpc.max_send_message_length", 64 << 20),
-    ("grpc.service_config", json.dumps(SERVICE_CONFIG)),
-    ("grpc.enable_retries", 1),
-    ("grpc.per_rpc_retry_buffer_size", 64 << 20),  # a request up to this size can be sent again
-    ("grpc.max_reconnect_backoff_ms", 5000),  # a restarted replica rejoins within seconds
-]
+# Several replicas (AVATAR_GRPC_TARGET=dns:///name or ipv4:a:p,b:q): the Python client's channel options, so
+# both spread calls the same way: round robin over the replicas whose gRPC health says SERVING, and a unary
+# call that fails UNAVAILABLE (the turn never started) tried again on another. Converse is a stream and is
+# never retried: the WebSocket gets an error event and the widget reconnects.
+CHANNEL_OPTIONS: list[tuple[str, Any]] = list(DEFAULT_OPTIONS)
 
 
 def _with_key(details: grpc.aio.ClientCallDetails, key: str) -> grpc.aio.ClientCallDetails:
