@@ -182,7 +182,9 @@ async def serve(settings: Settings) -> None:
         try:
             core = service.core = loader.result()  # an engine that cannot load ends the process with its error
         except BaseException:
-            await server.stop(None)  # closed here, not by grpc.aio's __del__ after the loop has gone
+            # Closed here, not by grpc.aio's __del__ after the loop has gone; the grace lets a health check
+            # in flight finish rather than be cancelled (grpc.aio logs a traceback for each cancelled call).
+            await server.stop(1.0)
             raise
         watchdog = Watchdog(
             core.workers,
