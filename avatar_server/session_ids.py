@@ -17,18 +17,21 @@ from collections.abc import Iterable
 _TAG_BYTES = 12  # 96 bits of tag: beyond guessing
 
 
-def caller_id(metadata: Iterable[tuple[str, str | bytes]] | None) -> str:
-    """Who calls: the first 16 hex digits of the SHA-256 of the `authorization: Bearer <token>` token
-    ("" without one). The same function as transport/auth.py's `caller_id`."""
+def bearer_token(metadata: Iterable[tuple[str, str | bytes]] | None) -> str | None:
+    """The token of the first `authorization: Bearer <token>` entry; None when there is none (or it is empty)."""
     for key, value in metadata or ():
         if key.lower() != "authorization":
             continue
         text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
         scheme, _, token = text.strip().partition(" ")
-        if scheme.lower() == "bearer" and token.strip():
-            return hashlib.sha256(token.strip().encode("utf-8")).hexdigest()[:16]
-        return ""  # the first authorization entry decides
-    return ""
+        return token.strip() if scheme.lower() == "bearer" and token.strip() else None  # the first entry decides
+    return None
+
+
+def caller_id(metadata: Iterable[tuple[str, str | bytes]] | None) -> str:
+    """Who calls: the first 16 hex digits of the SHA-256 of the bearer token ("" without one)."""
+    token = bearer_token(metadata)
+    return "" if token is None else hashlib.sha256(token.encode("utf-8")).hexdigest()[:16]
 
 
 def _b64(data: bytes) -> str:

@@ -16,6 +16,10 @@ from typing import Any
 import grpc
 from pydantic import SecretStr
 
+from avatar_server.session_ids import bearer_token, caller_id
+
+__all__ = ["ApiKeyInterceptor", "KeyRing", "bearer_token", "caller_id", "key_id"]
+
 log = logging.getLogger(__name__)
 
 MISSING_KEY = "Missing API key: send 'authorization: Bearer <key>'"
@@ -25,27 +29,8 @@ HEALTH_PREFIX = "/grpc.health.v1.Health/"
 Metadata = Iterable[tuple[str, str | bytes]] | None
 
 
-def bearer_token(metadata: Metadata) -> str | None:
-    """The token of the first `authorization: Bearer <token>` entry; None when there is none (or it is empty)."""
-    for key, value in metadata or ():
-        if key.lower() != "authorization":
-            continue
-        text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-        scheme, _, token = text.strip().partition(" ")
-        if scheme.lower() == "bearer" and token.strip():
-            return token.strip()
-        return None
-    return None
-
-
 def _digest(token: str) -> bytes:
     return hashlib.sha256(token.encode("utf-8")).digest()
-
-
-def caller_id(metadata: Metadata) -> str:
-    """The caller's identity: the first 16 hex digits of sha256 of its bearer token ("" when it sent none)."""
-    token = bearer_token(metadata)
-    return "" if token is None else _digest(token).hex()[:16]
 
 
 def key_id(token: str) -> str:
